@@ -8,6 +8,7 @@ fix (an unknown key gets the closest known one).
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -55,8 +56,15 @@ def describe_error(model: type[BaseModel], exc: ValidationError) -> str:
 
 
 def parse(model: type[M], data: Any, where: str, fix: str = "") -> M:
-    """``data`` validated as ``model``; any problem is one UsageError line naming ``where``."""
+    """``data`` (parsed JSON or YAML) validated as ``model``; any problem is one UsageError
+    line naming ``where``. Validation runs in pydantic's JSON mode, where strict still takes a
+    list for a tuple and an int for a float but never a string for a number."""
     try:
-        return model.model_validate(data)
+        text = json.dumps(data)
+    except (TypeError, ValueError) as exc:  # e.g. a YAML date or a non-string key
+        raise UsageError(f"{where}: holds a value JSON cannot represent ({exc})"
+                         + (f": {fix}" if fix else "")) from None
+    try:
+        return model.model_validate_json(text)
     except ValidationError as exc:
         raise UsageError(f"{where}: {describe_error(model, exc)}" + (f": {fix}" if fix else "")) from None
