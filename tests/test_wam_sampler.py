@@ -1,4 +1,4 @@
-"""The in-process WAM sampler (policies/wam.py): schedules and parametrizations match their
+"""The in-process WAM sampler (policies/wam/): schedules and parametrizations match their
 formulas, Euler integration is exact on linear flows, every variant's sampled numbers are
 pinned against hand-derived values (sigma_data, re-noise weights and mode, the scheduler
 sampler), every variant makes exactly its configured number of network calls, chunks follow
