@@ -41,19 +41,15 @@ variant is built with ``return_first_frame=true`` because the client skips frame
 Images are resized (bilinear) to the policy's request when they arrive at another size, as
 LingBot-VA's server does.
 
-Command line: ``python -m policies.server --policy toy --port 8000 [--host 0.0.0.0]
-[--checkpoint PATH] [--policy-opt KEY=VALUE ...] [--per-connection] [--wire lingbot-va]``.
+Command line: ``wam-eval serve --policy toy --port 8000 [--host 0.0.0.0]`` (harness.cli).
 """
 
 from __future__ import annotations
 
-import argparse
 import http
 import inspect
 import logging
-import math
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -385,12 +381,6 @@ class PolicyServer:
         return {"action": action}, dict(chunk.timings_ms or {})
 
 
-def _variant_names() -> list[str]:
-    from policies.variants import list_variants
-
-    return list_variants()
-
-
 def _describe(policy: Any) -> dict[str, Any]:
     try:
         described = policy.describe()
@@ -447,85 +437,26 @@ def serve_in_background(policy: Any, host: str = "127.0.0.1", port: int = 0,
     return server
 
 
-# ------------------------------------------------------------------------------------------
-# Command line
-# ------------------------------------------------------------------------------------------
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Bad flags: one line on stderr and exit 2, like every other bad input."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _check_args(args: argparse.Namespace) -> None:
+def serve_until_stopped(target: Any, host: str, port: int, *, max_message_bytes: int,
+                        wire: str, owns_policy: bool) -> None:
+    """Serve ``target`` (a policy, or a zero-arg factory) until Ctrl-C or SIGTERM: what
+    `wam-eval serve` runs. A port that cannot be bound is one UsageError line; the policy is
+    closed on the way out when ``owns_policy``."""
     from harness.errors import UsageError
 
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"bad --port {args.port}: give 1-65535 (or 0 for any free port)")
-    if not (math.isfinite(args.max_message_mb) and args.max_message_mb > 0):
-        raise UsageError(f"bad --max-message-mb {args.max_message_mb:g}: give a positive "
-                         f"number of MiB (default {DEFAULT_MAX_MESSAGE_BYTES / 2**20:g})")
-
-
-def main(argv: list[str] | None = None) -> int:
-    from harness.errors import UsageError
-    from harness.policy import PolicyOptions, make_policy, parse_key_values
-
-    prog = "wam-eval serve"
-    parser = _OneLineParser(prog=prog, description="Serve a harness policy over websocket.")
-    parser.add_argument("--policy", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--suite", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--policy-opt", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--max-message-mb", type=float,
-                        default=DEFAULT_MAX_MESSAGE_BYTES / 2**20)
-    parser.add_argument("--per-connection", action="store_true",
-                        help="one policy instance per connection (default: one shared)")
-    parser.add_argument("--wire", choices=WIRES, default="openpi",
-                        help="message layout: openpi (flat observation, 'actions') or "
-                             "lingbot-va (what LingBot-VA's wan_va_server.py reads and sends)")
-    parser.add_argument("--protocol", default=None,
-                        help="evaluation protocol the served variant samples under")
-    args = parser.parse_args(argv)
-
-    def fail(message: object) -> int:
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 2
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    target: Any = None
-    try:
-        _check_args(args)
-        extra = parse_key_values(args.policy_opt, "--policy-opt")
-        if args.wire == "lingbot-va" and args.policy in _variant_names():
-            extra.setdefault("return_first_frame", True)  # the client skips frame 0 itself
-        options = PolicyOptions(seed=args.seed, checkpoint=args.checkpoint, suite=args.suite,
-                                protocol=args.protocol, extra=extra)
-        target = ((lambda: make_policy(args.policy, options)) if args.per_connection
-                  else make_policy(args.policy, options))
-    except UsageError as exc:
-        return fail(exc)
-    server = PolicyServer(target, args.host, args.port,
-                          max_message_bytes=int(args.max_message_mb * 2**20), wire=args.wire)
+    server = PolicyServer(target, host, port, max_message_bytes=max_message_bytes, wire=wire)
     try:
         server.bind()
     except (OSError, OverflowError) as exc:  # port in use, no such address, not permitted
-        if not args.per_connection:
+        if owns_policy:
             target.close()
         reason = (getattr(exc, "strerror", None) or str(exc)).split(" (while attempting")[0]
-        return fail(f"cannot listen on {args.host}:{args.port} ({reason}): pass another "
-                    f"--port or --host")
+        raise UsageError(f"cannot listen on {host}:{port} ({reason}): pass another --port or "
+                         f"--host") from None
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # Ctrl-C / SIGTERM: clean shutdown
-    _serve_bound(server, stop_event=stop)
-    if not args.per_connection:
-        target.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a clean shutdown, as Ctrl-C
+    try:
+        _serve_bound(server, stop_event=stop)
+    finally:
+        if owns_policy:
+            target.close()

@@ -10,7 +10,7 @@ builds the policy that runs it:
   sampler of ``policies.wam`` (needs torch; imported only then);
 - neither: a UsageError saying to pass --checkpoint or --server.
 
-Importing this module needs only PyYAML. It never imports ``harness.policy`` at module level,
+Importing this module needs only PyYAML and pydantic. It never imports ``harness.policy`` at module level,
 so ``harness/policy.py`` can call :func:`register_variants` on its own registry.
 """
 
@@ -19,14 +19,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import yaml
+from pydantic import Field, model_validator
 
 from harness.errors import UsageError
 from harness.registry import closest
+from harness.schema import Config, parse
 
 VARIANTS_FILE = Path(__file__).with_name("variants.yml")
 MODALITIES = ("video", "action")
@@ -42,59 +43,120 @@ class VariantsError(UsageError):
     """The variants file is malformed (names the entry and the field)."""
 
 
-@dataclass(frozen=True)
-class Steps:
-    video: int
-    action: int
+Parametrization = Literal["euler", "linear", "lcm"]
+
+
+class Steps(Config):
+    video: int = Field(ge=1)
+    action: int = Field(ge=1)
 
     def label(self) -> str:
         return f"{self.video}v/{self.action}a"
 
 
-@dataclass(frozen=True)
-class SuiteSettings:
-    family: str
-    frames: int
-    actions_per_frame: int
+class _PerStream(Config):
+    video: float
+    action: float
+
+
+class Shift(_PerStream):
+    video: float = Field(gt=0)
+    action: float = Field(gt=0)
+
+
+class Guidance(_PerStream):
+    video: float = Field(ge=1, description="1 = no CFG")
+    action: float = Field(ge=1, description="1 = no CFG")
+
+
+class StreamOverride(Config):
+    """A variant's override of the family's guidance or shift: either stream, or both."""
+
+    video: float | None = Field(None, gt=0)
+    action: float | None = Field(None, gt=0)
+
+    def over(self, base: _PerStream) -> dict[str, float]:
+        return {m: getattr(self, m) if getattr(self, m) is not None else getattr(base, m)
+                for m in MODALITIES}
+
+
+class StreamParametrization(Config):
+    video: Parametrization
+    action: Parametrization
+
+
+class StreamFlags(Config):
+    video: bool
+    action: bool
+
+
+class SuiteSettings(Config):
+    """One suite family's chunk shape, cameras and action channels (``suites:`` in the file)."""
+
+    family: str = ""  # filled from the mapping key
+    frames: int = Field(ge=1)
+    actions_per_frame: int = Field(ge=1)
     cameras: tuple[str, ...]
-    height: int
-    width: int
+    height: int = Field(ge=1)
+    width: int = Field(ge=1)
     state_keys: tuple[str, ...]
-    action_dim: int
-    model_action_dim: int
+    action_dim: int = Field(ge=1)
+    model_action_dim: int = Field(ge=1)
     action_channels: tuple[int, ...]
-    shift: dict[str, float]
-    guidance: dict[str, float]
+    shift: Shift
+    guidance: Guidance
     action_space: str = ""
     skip_first_frame: bool = False
-    key_frame_stride: int = 0
-    camera_keys: dict[str, str] = field(default_factory=dict)
+    key_frame_stride: int = Field(0, ge=0)
+    camera_keys: dict[str, str] = Field(default_factory=dict)
     served_size: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SuiteSettings":
+        channels = self.action_channels
+        if (len(channels) != self.action_dim or len(set(channels)) != len(channels)
+                or not all(0 <= c < self.model_action_dim for c in channels)):
+            raise ValueError(f"action_channels must list {self.action_dim} distinct channels in "
+                             f"[0, {self.model_action_dim}), got {list(channels)}")
+        if self.key_frame_stride and self.actions_per_frame % self.key_frame_stride:
+            raise ValueError(f"key_frame_stride must divide actions_per_frame "
+                             f"({self.actions_per_frame}), got {self.key_frame_stride}")
+        if self.camera_keys and set(self.camera_keys) != set(self.cameras):
+            raise ValueError(f"camera_keys must map exactly the cameras {list(self.cameras)}")
+        return self
 
     @property
     def actions_per_chunk(self) -> int:
         return self.frames * self.actions_per_frame
 
 
-@dataclass(frozen=True)
-class Variant:
-    name: str
+class Variant(Config):
+    """One CLI name: a method (teacher or student) at a step budget per suite family."""
+
+    name: str = Field(pattern=r"^\S+$")
     label: str
     method: str
+    paper_id: str  # the method's id in results/paper/*.csv (the reporter never parses names)
     steps: dict[str, Steps]
-    paper_nfe: dict[str, Steps]
-    parametrization: dict[str, str]
-    distilled: dict[str, bool]
-    tables: tuple[int, ...]
+    paper_nfe: dict[str, Steps]  # the paper's "N_v / N_a" (the file states it where it differs)
+    parametrization: StreamParametrization
+    distilled: StreamFlags
+    tables: tuple[int, ...] = ()
     aliases: tuple[str, ...] = ()
-    renoise: str = "fresh"
-    guidance: dict[str, float] = field(default_factory=dict)  # overrides of the suite's
-    shift: dict[str, float] = field(default_factory=dict)
-    weights: dict[str, Any] = field(default_factory=dict)
+    renoise: Literal["fresh", "predicted"] = "fresh"
+    guidance: StreamOverride = StreamOverride()
+    shift: StreamOverride = StreamOverride()
+    weights: dict[str, Any] = Field(default_factory=dict)
     notes: str = ""
-    wire: str = "lingbot-va"
-    paper_protocol: dict[str, str] = field(default_factory=dict)
-    paper_id: str = ""  # the method's id in results/paper/*.csv (the reporter never parses names)
+    wire: Literal["lingbot-va", "openpi"] = "lingbot-va"  # policies.remote layouts
+    paper_protocol: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _undistilled_is_euler(self) -> "Variant":
+        for modality in MODALITIES:
+            if not getattr(self.distilled, modality) and getattr(self.parametrization, modality) != "euler":
+                raise ValueError(f"an undistilled {modality} stream must use euler")
+        return self
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -109,6 +171,104 @@ class Variant:
         steps = self.steps[family]
         return " ".join(str(template).split()).format(video=steps.video, action=steps.action,
                                                       family=family)
+
+
+class VariantBook(Config):
+    """The whole ``variants.yml``."""
+
+    format: Literal[1]
+    suites: dict[str, SuiteSettings]
+    variants: dict[str, Variant] = Field(min_length=1)  # a list in the file, keyed by name
+    aliases: dict[str, str] = Field(default_factory=dict)
+    default_suite: str = ""
+    sigma_data: float = Field(0.5, gt=0)
+    wire: Literal["lingbot-va", "openpi"] = "lingbot-va"
+    paper_protocol: dict[str, str] = Field(default_factory=dict)
+    # YAML anchors the variants merge in (`<<: *teacher`); not read otherwise.
+    nfe: dict[str, dict[str, Steps]] = Field(default_factory=dict)
+    methods: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    path: str = ""
+
+    @model_validator(mode="after")
+    def _families(self) -> "VariantBook":
+        families = list(self.suites)
+        if self.default_suite not in self.suites:
+            raise ValueError(f"default_suite {self.default_suite!r} is not one of {families}")
+        if not all(v in self.suites for v in self.aliases.values()):
+            raise ValueError(f"aliases must map suite names to one of {families}")
+        for variant in self.variants.values():
+            where = f"variant {variant.name!r}"
+            for what in ("steps", "paper_nfe"):
+                table = getattr(variant, what)
+                if set(table) != set(families):
+                    raise ValueError(f"{where}: {what} needs exactly the families {families} "
+                                     f"(missing {sorted(set(families) - set(table))}, unknown "
+                                     f"{sorted(set(table) - set(families))})")
+            if not set(variant.paper_protocol) <= set(families):
+                raise ValueError(f"{where}: paper_protocol must map suite families {families} "
+                                 f"to protocol names")
+        return self
+
+
+def _inherit(data: dict[str, Any], path: str) -> dict[str, Any]:
+    """The document as the schema reads it: suites learn their family; variants, keyed by
+    name, inherit the file's wire and paper protocols (a plain function, not a pydantic
+    "before" validator, which would drop out of JSON mode)."""
+    data = dict(data)
+    if isinstance(data.get("suites"), dict):
+        data["suites"] = {k: {**v, "family": k} if isinstance(v, dict) else v
+                          for k, v in data["suites"].items()}
+        data.setdefault("default_suite", next(iter(data["suites"]), ""))
+    if isinstance(data.get("variants"), list):
+        # Keyed by name, so an error names the variant ("variants.flashwam-1v2a.steps").
+        base_protocol = data.get("paper_protocol") or {}
+        variants: dict[str, Any] = {}
+        for index, raw in enumerate(data["variants"]):
+            if not isinstance(raw, dict):
+                raise VariantsError(f"{path}: variants[{index}] must be a mapping")
+            name = raw.get("name", f"#{index}")
+            if name in variants:
+                raise VariantsError(f"{path}: variant name {name!r} appears twice")
+            variants[str(name)] = {"wire": data.get("wire", "lingbot-va"), **raw,
+                                   "paper_nfe": raw.get("paper_nfe") or raw.get("steps"),
+                                   "paper_protocol": {**base_protocol,
+                                                      **(raw.get("paper_protocol") or {})}}
+        data["variants"] = variants
+    return data
+
+
+def parse_variants(data: Any, path: str = "<variants>") -> VariantBook:
+    """Validate the parsed YAML document; every error names the entry and the field."""
+    if not isinstance(data, dict):
+        raise VariantsError(f"{path}: expected a mapping at the top level")
+    if data.get("format") != 1:
+        raise VariantsError(f"{path}: unsupported format {data.get('format')!r} (expected 1)")
+    try:
+        return parse(VariantBook, {**_inherit(data, path), "path": path}, path)
+    except UsageError as exc:
+        raise VariantsError(str(exc)) from None
+
+
+def load_variants(path: str | Path | None = None) -> VariantBook:
+    """Read and validate a variants file (default: the packaged ``variants.yml``)."""
+    if path is None:
+        return _default_book()
+    return _read(Path(path))
+
+
+def _read(path: Path) -> VariantBook:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise VariantsError(f"cannot read variants file {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise VariantsError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_variants(data, str(path))
+
+
+@functools.lru_cache(maxsize=1)
+def _default_book() -> VariantBook:
+    return _read(VARIANTS_FILE)
 
 
 class ResolvedVariant(NamedTuple):
@@ -163,228 +323,6 @@ class ResolvedVariant(NamedTuple):
             "guidance_action", "shift_video", "shift_action", "renoise", "sigma_data", "sampler")}
 
 
-@dataclass(frozen=True)
-class VariantBook:
-    variants: dict[str, Variant]
-    suites: dict[str, SuiteSettings]
-    aliases: dict[str, str]
-    default_suite: str
-    sigma_data: float
-    path: str
-    wire: str = "lingbot-va"
-    paper_protocol: dict[str, str] = field(default_factory=dict)
-
-
-# ------------------------------------------------------------------------------------------
-# Loading and validation
-# ------------------------------------------------------------------------------------------
-
-def _where(path: str, entry: str) -> str:
-    return f"{path}: {entry}"
-
-
-def _require(mapping: Any, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
-    if not isinstance(mapping, dict) or key not in mapping:
-        raise VariantsError(f"{where}: missing field {key!r}")
-    value = mapping[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise VariantsError(f"{where}: field {key!r} must be {name}, got {value!r}")
-    return value
-
-
-def _per_modality(raw: Any, where: str, what: str, kind: type) -> dict[str, Any]:
-    if not isinstance(raw, dict) or set(raw) != set(MODALITIES):
-        raise VariantsError(f"{where}: {what} must map exactly video and action, got {raw!r}")
-    return {m: _require(raw, m, f"{where}: {what}", kind) for m in MODALITIES}
-
-
-def _steps_table(raw: Any, where: str, what: str, families: list[str]) -> dict[str, Steps]:
-    if not isinstance(raw, dict):
-        raise VariantsError(f"{where}: {what} must map suite families to video/action steps")
-    missing = [f for f in families if f not in raw]
-    unknown = [f for f in raw if f not in families]
-    if missing or unknown:
-        raise VariantsError(f"{where}: {what} needs exactly the families {families}"
-                            f" (missing {missing}, unknown {unknown})")
-    out = {}
-    for family in families:
-        counts = _per_modality(raw[family], where, f"{what}.{family}", int)
-        if min(counts.values()) < 1:
-            raise VariantsError(f"{where}: {what}.{family} step counts must be >= 1, got {counts}")
-        out[family] = Steps(**counts)
-    return out
-
-
-def _suite(name: str, raw: Any, where: str) -> SuiteSettings:
-    w = f"{where}: suites.{name}"
-    cameras = tuple(_require(raw, "cameras", w, list))
-    channels = tuple(_require(raw, "action_channels", w, list))
-    action_dim = _require(raw, "action_dim", w, int)
-    model_action_dim = _require(raw, "model_action_dim", w, int)
-    if len(channels) != action_dim or not all(isinstance(c, int) and 0 <= c < model_action_dim
-                                              for c in channels):
-        raise VariantsError(f"{w}: action_channels must list {action_dim} distinct channels in "
-                            f"[0, {model_action_dim}), got {list(channels)}")
-    if len(set(channels)) != len(channels):
-        raise VariantsError(f"{w}: action_channels repeats a channel: {list(channels)}")
-    settings = SuiteSettings(
-        family=name, frames=_require(raw, "frames", w, int),
-        actions_per_frame=_require(raw, "actions_per_frame", w, int),
-        cameras=cameras, height=_require(raw, "height", w, int),
-        width=_require(raw, "width", w, int),
-        state_keys=tuple(_require(raw, "state_keys", w, list)),
-        action_dim=action_dim, model_action_dim=model_action_dim, action_channels=channels,
-        shift=_per_modality(_require(raw, "shift", w, dict), w, "shift", float),
-        guidance=_per_modality(_require(raw, "guidance", w, dict), w, "guidance", float),
-        action_space=str(raw.get("action_space", "")),
-        skip_first_frame=bool(raw.get("skip_first_frame", False)),
-        key_frame_stride=int(raw.get("key_frame_stride", 0)),
-        camera_keys={str(k): str(v) for k, v in (raw.get("camera_keys") or {}).items()},
-        served_size=tuple(int(x) for x in raw["served_size"]) if raw.get("served_size") else None)
-    if settings.key_frame_stride < 0 or (settings.key_frame_stride and
-                                         settings.actions_per_frame % settings.key_frame_stride):
-        raise VariantsError(f"{w}: key_frame_stride must divide actions_per_frame "
-                            f"({settings.actions_per_frame}), got {settings.key_frame_stride}")
-    if settings.camera_keys and set(settings.camera_keys) != set(cameras):
-        raise VariantsError(f"{w}: camera_keys must map exactly the cameras {list(cameras)}")
-    for key in ("frames", "actions_per_frame", "height", "width"):
-        if getattr(settings, key) < 1:
-            raise VariantsError(f"{w}: {key} must be >= 1")
-    if min(settings.shift.values()) <= 0:
-        raise VariantsError(f"{w}: shift must be > 0, got {settings.shift}")
-    if min(settings.guidance.values()) < 1:
-        raise VariantsError(f"{w}: guidance must be >= 1 (1 = no CFG), got {settings.guidance}")
-    return settings
-
-
-def _wire(value: Any, where: str) -> str:
-    if value not in WIRES:
-        raise VariantsError(f"{where}: wire {value!r} is not one of {WIRES}")
-    return value
-
-
-def _paper_protocol(value: Any, where: str, families: list[str]) -> dict[str, str]:
-    if not isinstance(value, dict) or not set(value) <= set(families) or \
-            not all(isinstance(v, str) for v in value.values()):
-        raise VariantsError(f"{where}: paper_protocol must map suite families {families} to "
-                            f"protocol names, got {value!r}")
-    return dict(value)
-
-
-def _variant(raw: Any, index: int, where: str, families: list[str],
-             defaults: dict[str, Any]) -> Variant:
-    if not isinstance(raw, dict):
-        raise VariantsError(f"{where}: variants[{index}] must be a mapping")
-    name = _require(raw, "name", f"{where}: variants[{index}]", str)
-    w = f"{where}: variant {name!r}"
-    steps = _steps_table(_require(raw, "steps", w, dict), w, "steps", families)
-    paper_nfe = (_steps_table(raw["paper_nfe"], w, "paper_nfe", families)
-                 if raw.get("paper_nfe") is not None else dict(steps))
-    parametrization = _per_modality(_require(raw, "parametrization", w, dict), w,
-                                    "parametrization", str)
-    for modality, param in parametrization.items():
-        if param not in PARAMETRIZATIONS:
-            raise VariantsError(f"{w}: parametrization.{modality} {param!r} is not one of "
-                                f"{PARAMETRIZATIONS}")
-    distilled = _per_modality(_require(raw, "distilled", w, dict), w, "distilled", bool)
-    for modality in MODALITIES:
-        if not distilled[modality] and parametrization[modality] != "euler":
-            raise VariantsError(f"{w}: an undistilled {modality} stream must use euler")
-    renoise = raw.get("renoise", "fresh")
-    if renoise not in RENOISE:
-        raise VariantsError(f"{w}: renoise {renoise!r} is not one of {RENOISE}")
-    tables = raw.get("tables", [])
-    if not isinstance(tables, list) or not all(isinstance(t, int) for t in tables):
-        raise VariantsError(f"{w}: tables must be a list of table numbers")
-    aliases = raw.get("aliases") or []
-    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-        raise VariantsError(f"{w}: aliases must be a list of strings")
-    overrides = {}
-    for key in ("guidance", "shift"):
-        value = raw.get(key) or {}
-        if not isinstance(value, dict) or not set(value) <= set(MODALITIES):
-            raise VariantsError(f"{w}: {key} may only override video/action, got {value!r}")
-        overrides[key] = {m: float(v) for m, v in value.items()}
-    weights = raw.get("weights") or {}
-    if not isinstance(weights, dict):
-        raise VariantsError(f"{w}: weights must be a mapping")
-    known = {"name", "label", "method", "steps", "paper_nfe", "parametrization", "distilled",
-             "tables", "aliases", "renoise", "guidance", "shift", "weights", "notes", "wire",
-             "paper_protocol", "paper_id"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise VariantsError(f"{w}: unknown field(s) {unknown}; known: {sorted(known)}")
-    return Variant(
-        name=name, label=_require(raw, "label", w, str), method=_require(raw, "method", w, str),
-        steps=steps, paper_nfe=paper_nfe, parametrization=parametrization, distilled=distilled,
-        tables=tuple(tables), aliases=tuple(aliases), renoise=renoise,
-        guidance=overrides["guidance"], shift=overrides["shift"], weights=dict(weights),
-        notes=" ".join(str(raw.get("notes", "")).split()),
-        wire=_wire(raw.get("wire", defaults["wire"]), w),
-        paper_id=_require(raw, "paper_id", w, str),
-        paper_protocol={**defaults["paper_protocol"],
-                        **_paper_protocol(raw.get("paper_protocol") or {}, w, families)})
-
-
-def parse_variants(data: Any, path: str = "<variants>") -> VariantBook:
-    """Validate the parsed YAML document; every error names the entry and the field."""
-    if not isinstance(data, dict):
-        raise VariantsError(f"{path}: expected a mapping at the top level")
-    if data.get("format") != 1:
-        raise VariantsError(f"{path}: unsupported format {data.get('format')!r} (expected 1)")
-    suites_raw = _require(data, "suites", path, dict)
-    suites = {name: _suite(name, raw, path) for name, raw in suites_raw.items()}
-    families = list(suites)
-    aliases = data.get("aliases") or {}
-    if not isinstance(aliases, dict) or not all(v in suites for v in aliases.values()):
-        raise VariantsError(f"{path}: aliases must map suite names to one of {families}")
-    default_suite = data.get("default_suite", families[0])
-    if default_suite not in suites:
-        raise VariantsError(f"{path}: default_suite {default_suite!r} is not one of {families}")
-    sigma_data = float(data.get("sigma_data", 0.5))
-    if sigma_data <= 0:
-        raise VariantsError(f"{path}: sigma_data must be > 0")
-    defaults = {"wire": _wire(data.get("wire", "lingbot-va"), path),
-                "paper_protocol": _paper_protocol(data.get("paper_protocol") or {}, path, families)}
-    raw_variants = _require(data, "variants", path, list)
-    variants: dict[str, Variant] = {}
-    for index, raw in enumerate(raw_variants):
-        variant = _variant(raw, index, path, families, defaults)
-        if variant.name in variants:
-            raise VariantsError(f"{path}: variant name {variant.name!r} appears twice")
-        if not variant.name or variant.name != variant.name.strip() or " " in variant.name:
-            raise VariantsError(f"{path}: variant name {variant.name!r} must be one word")
-        variants[variant.name] = variant
-    if not variants:
-        raise VariantsError(f"{path}: no variants")
-    return VariantBook(variants=variants, suites=suites, aliases=dict(aliases),
-                       default_suite=default_suite, sigma_data=sigma_data, path=path,
-                       wire=defaults["wire"], paper_protocol=defaults["paper_protocol"])
-
-
-def load_variants(path: str | Path | None = None) -> VariantBook:
-    """Read and validate a variants file (default: the packaged ``variants.yml``)."""
-    if path is None:
-        return _default_book()
-    return _read(Path(path))
-
-
-def _read(path: Path) -> VariantBook:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise VariantsError(f"cannot read variants file {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise VariantsError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_variants(data, str(path))
-
-
-@functools.lru_cache(maxsize=1)
-def _default_book() -> VariantBook:
-    return _read(VARIANTS_FILE)
 
 
 # ------------------------------------------------------------------------------------------
@@ -430,12 +368,12 @@ def resolve(name: str, suite: str | None = None, book: VariantBook | None = None
     family = suite_family(suite, book)
     settings = book.suites[family]
     steps = variant.steps[family]
-    guidance = {**settings.guidance, **variant.guidance}
-    shift = {**settings.shift, **variant.shift}
+    guidance = variant.guidance.over(settings.guidance)
+    shift = variant.shift.over(settings.shift)
     resolved = ResolvedVariant(
         video_steps=steps.video, action_steps=steps.action,
-        video_param=variant.parametrization["video"],
-        action_param=variant.parametrization["action"],
+        video_param=variant.parametrization.video,
+        action_param=variant.parametrization.action,
         guidance_video=guidance["video"], guidance_action=guidance["action"],
         shift_video=shift["video"], shift_action=shift["action"], renoise=variant.renoise,
         sigma_data=book.sigma_data, frames=settings.frames,

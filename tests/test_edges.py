@@ -204,7 +204,7 @@ def test_serve_bad_flag_is_one_line_exit_2(busy_port, flags, message):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
-    assert lines[0].startswith("wam-eval serve: error: ")
+    assert lines[0].startswith(("wam-eval: error: ", "wam-eval serve: error: "))
 
 
 # --- corrupt checkpoints ---------------------------------------------------------------------

@@ -118,8 +118,8 @@ def test_teacher_steps_per_suite_and_reduced_nfe_teacher():
     assert V.resolve("lingbot-va", "libero_10")[:2] == (20, 50)
     for name in ("lingbot-va-1v2a", "lingbot-va-1v1a", "lingbot-va-3v10a"):
         variant = V.get_variant(name)
-        assert variant.parametrization == {"video": "euler", "action": "euler"}
-        assert variant.distilled == {"video": False, "action": False}
+        assert variant.parametrization.model_dump() == {"video": "euler", "action": "euler"}
+        assert variant.distilled.model_dump() == {"video": False, "action": False}
 
 
 @pytest.mark.parametrize("name, video, action", [
@@ -206,18 +206,18 @@ def _first(doc):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda d: _first(d).pop("steps"), "missing field 'steps'"),
-    (lambda d: _first(d)["parametrization"].update(video="ddim"), "parametrization.video 'ddim'"),
+    (lambda d: _first(d).pop("steps"), "missing field 'variants.flashwam-1v2a.steps'"),
+    (lambda d: _first(d)["parametrization"].update(video="ddim"), "flashwam-1v2a.parametrization.video: Input should be 'euler', 'linear' or 'lcm' (got 'ddim')"),
     (lambda d: _first(d).update(steps={"robotwin": {"video": 1, "action": 2}}), "missing ['libero']"),
     (lambda d: _first(d).update(steps={"robotwin": {"video": 0, "action": 2},
-                                       "libero": {"video": 1, "action": 2}}), ">= 1"),
+                                       "libero": {"video": 1, "action": 2}}), "steps.robotwin.video: Input should be greater than or equal to 1 (got 0)"),
     (lambda d: _first(d).update(name="lingbot-va"), "appears twice"),
-    (lambda d: _first(d).update(colour="blue"), "unknown field(s) ['colour']"),
+    (lambda d: _first(d).update(colour="blue"), "unknown setting 'variants.flashwam-1v2a.colour'; known: name, label"),
     (lambda d: _first(d).update(distilled={"video": True, "action": False}),
      "undistilled action stream must use euler"),
     (lambda d: _first(d).update(renoise="sometimes"), "renoise"),
     (lambda d: d["suites"]["libero"].update(action_channels=[0, 1]), "action_channels"),
-    (lambda d: d["suites"]["robotwin"]["guidance"].update(video=0.5), "guidance must be >= 1"),
+    (lambda d: d["suites"]["robotwin"]["guidance"].update(video=0.5), "suites.robotwin.guidance.video: Input should be greater than or equal to 1 (got 0.5)"),
     (lambda d: d.update(format=2), "unsupported format"),
 ])
 def test_malformed_files_name_the_entry_and_field(mutate, message):

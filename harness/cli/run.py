@@ -1,0 +1,273 @@
+"""`wam-eval run`, `plan` and `repair`: evaluating a policy on a plan into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from harness.cli.common import (DEFAULT_RESULTS, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED,
+                                EXIT_OK, add_selection, plan_protocol, selected_plan,
+                                suite_options)
+from harness.errors import EnvError, UsageError
+from harness.policy import parse_key_values
+
+def resume_args(run_dir: str) -> argparse.Namespace:
+    """The arguments of the `wam-eval run` that made ``run_dir`` (from its manifest)."""
+    from harness.store.manifest import MANIFEST_FILE, read_manifest
+
+    if not (Path(run_dir) / MANIFEST_FILE).exists():
+        raise UsageError(f"--resume {run_dir}: no {MANIFEST_FILE} there; pass a folder written "
+                         f"by `wam-eval run`")
+    command = read_manifest(Path(run_dir)).get("command") or []
+    if command[1:2] != ["run"]:
+        raise UsageError(f"--resume {run_dir}: its manifest does not record a `wam-eval run` "
+                         f"command; re-run the original command instead")
+    from harness.cli.main import build_parser  # the whole tree: the command is any `run`
+
+    args = build_parser().parse_args(command[1:])
+    args.out, args.argv = run_dir, command[1:]
+    return args
+
+
+def _note_paper_protocol(described: dict, protocol: str | None) -> None:
+    """A variant whose paper numbers came from another protocol: say how to reproduce them."""
+    paper = described.get("paper_protocol")
+    if paper and protocol and paper != protocol:
+        print(f"note: {described.get('name')}'s paper numbers on {described.get('family')} come "
+              f"from protocol {paper}; this run uses {protocol} (pass --protocol {paper} to "
+              f"compare with the paper)", file=sys.stderr)
+
+
+def _uses_server(policy: str) -> bool:
+    from policies.variants import list_variants
+
+    return policy == "remote" or policy in list_variants()
+
+
+def _check_run_flags(args: argparse.Namespace, runner: str) -> None:
+    """Flags that would be ignored, or make no sense together, are errors."""
+    if args.workers < 1:
+        raise UsageError(f"bad --workers {args.workers}: give 1 or more")
+    if args.server and not _uses_server(args.policy):
+        raise UsageError(f"--server is for policies served over the network (remote and the "
+                         f"variants of `wam-eval policies`); {args.policy} runs in process: "
+                         f"drop --server")
+    if args.server and args.checkpoint:
+        raise UsageError("pass --server (a policy server runs the weights) or --checkpoint "
+                         "(in process), not both")
+    for flag in ("request_timeout", "connect_timeout"):
+        value = getattr(args, flag)
+        if value is not None and (not args.server or value <= 0):
+            name = "--" + flag.replace("_", "-")
+            raise UsageError(f"{name} {value:g} needs --server and a positive number of seconds"
+                             if args.server else f"{name} applies to --server only: drop it")
+    if runner == "serial" and (args.address or args.gpus_per_worker or args.recycle_every is not None):
+        raise UsageError("--address, --gpus-per-worker and --recycle-every apply to the Ray "
+                         "runner: drop them or pass --runner ray / --workers > 1")
+    if args.recycle_every is not None and args.recycle_every < 0:
+        raise UsageError(f"bad --recycle-every {args.recycle_every}: give 0 (never) or more")
+    cores = os.cpu_count() or 1
+    if runner == "ray" and args.workers > cores and not args.address:
+        print(f"note: --workers {args.workers} is more than this machine's {cores} cores; "
+              "environments will share them", file=sys.stderr)
+
+
+def _policy_extra(args: argparse.Namespace) -> dict:
+    extra = parse_key_values(args.policy_opt, "--policy-opt")
+    if args.request_timeout is not None:
+        extra["timeout_s"] = args.request_timeout
+    if args.connect_timeout is not None:
+        extra["connect_timeout_s"] = args.connect_timeout
+    return extra
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.policy import PolicyOptions, make_policy
+    from harness.store.folder import RunLock, expected_records, read_run_records
+    from harness.run.runner import RunSettings, check_writable, open_run, run_serial, summarize
+    from harness.suite import get_suite
+
+    if args.resume:
+        quiet = args.quiet
+        args = resume_args(args.resume)
+        args.quiet = args.quiet or quiet
+    plan = selected_plan(args)
+    if args.checkpoint and not Path(args.checkpoint).exists():
+        raise UsageError(f"checkpoint {args.checkpoint} does not exist: pass an existing --checkpoint")
+    runner = args.runner
+    if runner == "auto":
+        runner = "ray" if importlib.util.find_spec("ray") and args.workers > 1 else "serial"
+    _check_run_flags(args, runner)
+    options = PolicyOptions(seed=args.seed, checkpoint=args.checkpoint, server=args.server,
+                            suite=plan.suites()[0], protocol=plan_protocol(plan),
+                            extra=_policy_extra(args))
+    servers = [s for s in (args.server or "").split(",") if s.strip()]
+    if runner == "ray" and servers and len(servers) < args.workers:
+        # A LingBot-VA server holds one episode's KV cache: two clients would corrupt it.
+        raise UsageError(f"--workers {args.workers} needs {args.workers} policy servers, one per "
+                         f"worker (a server keeps one episode's state), but --server lists "
+                         f"{len(servers)}: start more servers or pass --workers {len(servers)}")
+    run_id = f"{args.policy}-{'+'.join(plan.suites())}-{plan.plan_id[:8]}"
+    run_dir = (Path(args.out) if args.out else DEFAULT_RESULTS / run_id).absolute()
+    check_writable(run_dir)
+    expected_records(run_dir)  # a folder that is not a run's: refused before the lock goes in
+    created = not run_dir.exists()
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()  # before anything connects or writes: one run per folder
+        # With a pool of servers, the driver's own instance (config, request) talks to the first.
+        first_server = servers[0].strip() if servers else None
+        policy = make_policy(args.policy, dataclasses.replace(options, server=first_server))
+    except BaseException:
+        lock.release()
+        _remove_if_only_lock(run_dir, created)
+        raise
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None  # = Ctrl-C
+    try:
+        for name in plan.suites():  # missing simulator or renderer: fail before writing anything
+            preflight = getattr(get_suite(name, **suite_options(args)), "preflight", None)
+            if preflight:
+                preflight(policy.request)
+        _note_paper_protocol(policy.describe(), options.protocol)
+        settings = RunSettings(run_dir=run_dir, suite_options=suite_options(args),
+                               video=args.video, quiet=args.quiet,
+                               recycle_every=args.recycle_every)
+        try:
+            existing = open_run(plan, policy.describe(), settings, args.checkpoint,
+                                {"video": args.video, "max_attempts": settings.max_attempts,
+                                 "suite_options": settings.suite_options, "seed": args.seed},
+                                argv=["wam-eval", *getattr(args, "argv", [])])
+        except UsageError:
+            _remove_if_only_lock(run_dir, created)
+            raise
+        if existing:
+            print(f"resuming {run_dir}: {len(existing)} records already there", file=sys.stderr)
+        try:
+            if runner == "ray":
+                from harness.run.ray_runner import run_ray
+
+                policy.close()  # each worker builds its own
+                run_ray(plan, args.policy, options, settings, workers=args.workers,
+                        address=args.address, gpus_per_worker=args.gpus_per_worker)
+            else:
+                run_serial(plan, policy, settings)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; records so far are safe in {run_dir}/episodes.jsonl. "
+                  f"Resume with the same command.", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except EnvError as exc:
+            print(f"wam-eval: failed: {exc}\nrecords so far are safe in {run_dir}/episodes.jsonl; "
+                  f"resume with the same command.", file=sys.stderr)
+            return EXIT_FAILED
+        except OSError as exc:  # the disk is full or the folder went away
+            print(f"wam-eval: failed: cannot write {run_dir}: {exc.strerror or exc}; the records "
+                  f"written so far are safe: free space and resume with the same command.",
+                  file=sys.stderr)
+            return EXIT_FAILED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_term)
+        policy.close()
+        lock.release()
+    summary = summarize(plan, read_run_records(run_dir))
+    print(f"records: {run_dir / 'episodes.jsonl'} ({summary.line()})")
+    if not args.no_report:
+        from harness.cli.reports import cmd_report
+
+        cmd_report(argparse.Namespace(run_dirs=[str(run_dir)], out=None))
+    if not summary.complete and not args.allow_incomplete:
+        print(f"wam-eval: incomplete: {summary.line()}; resume with the same command to retry "
+              f"them (exit {EXIT_INCOMPLETE}; --allow-incomplete exits 0)", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def _remove_if_only_lock(run_dir: Path, created: bool) -> None:
+    """Bad input leaves nothing behind: a folder this command created for its lock alone."""
+    from harness.store.folder import LOCK_FILE
+
+    if created and run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+        (run_dir / LOCK_FILE).unlink()
+        run_dir.rmdir()
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    from harness.records import REJECTED_FILE, repair_records
+    from harness.store.folder import RunLock, expected_records
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"run folder {run_dir} does not exist: pass a folder from `wam-eval run`")
+    with RunLock(run_dir):
+        kept, moved = repair_records(run_dir, expected_records(run_dir))
+    if moved:
+        print(f"kept {kept} records; moved {moved} unusable line(s) to {run_dir / REJECTED_FILE}")
+    else:
+        print(f"kept {kept} records; nothing to repair")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = selected_plan(args)
+    print(f"plan {plan.plan_id}: {len(plan)} episodes over {', '.join(plan.suites())} "
+          f"(protocol {plan_protocol(plan)})")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="evaluate a policy on a plan of episodes")
+    add_selection(run)
+    run.add_argument("--policy", default="noop", help="policy name (see `wam-eval policies`)")
+    run.add_argument("--checkpoint", default=None, help="weights for the policy")
+    run.add_argument("--server", default=None,
+                     help="policy server ws://HOST:PORT, or a comma list (a pool, one per worker)")
+    run.add_argument("--seed", type=int, default=0, help="policy seed")
+    run.add_argument("--policy-opt", action="append", default=[], metavar="KEY=VALUE",
+                     help="extra policy option (value parsed as JSON when it can be)")
+    run.add_argument("--runner", choices=["auto", "serial", "ray"], default="auto",
+                     help="auto: Ray when installed and --workers > 1, else serial")
+    run.add_argument("--workers", type=int, default=2, help="environment workers (Ray)")
+    run.add_argument("--address", default=None, help="existing Ray cluster (default: embedded)")
+    run.add_argument("--gpus-per-worker", type=float, default=0.0,
+                     help="GPU share per worker (fractions allowed)")
+    run.add_argument("--recycle-every", type=int, default=None, metavar="N",
+                     help="Ray: replace a worker process after N episodes (0: never; default: "
+                          "the suite's, RoboTwin 50, LIBERO 1000)")
+    run.add_argument("--out", default=None, help="run folder (default results/<run-id>)")
+    run.add_argument("--video", action="store_true", help="write an MP4 per episode")
+    run.add_argument("--quiet", action="store_true", help="one log line per episode, no live bar")
+    run.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    run.add_argument("--resume", default=None, metavar="RUN_DIR",
+                     help="finish an interrupted run: its own command, only what is missing")
+    run.add_argument("--request-timeout", type=float, default=None, metavar="S",
+                     help="seconds one policy-server request may take before the server counts "
+                          "as hung and the run stops (default: 20x the variant's expected chunk "
+                          "latency, at least 60; remote: 300)")
+    run.add_argument("--connect-timeout", type=float, default=None, metavar="S",
+                     help="seconds to wait for a policy server's connection and metadata, per "
+                          "attempt (default 10)")
+    run.add_argument("--allow-incomplete", action="store_true",
+                     help=f"exit 0 even when episodes stayed unscored (default: exit {EXIT_INCOMPLETE})")
+    run.add_argument("--verbose", action="store_true",
+                     help="let the simulators' and Ray's own banners and warnings through")
+    run.set_defaults(func=cmd_run)
+
+    repair = sub.add_parser("repair", help="move a run folder's unreadable or foreign record "
+                                           "lines aside (episodes.rejected.jsonl), keep the rest")
+    repair.add_argument("run_dir", metavar="RUN_DIR")
+    repair.set_defaults(func=cmd_repair)
+
+    plan = sub.add_parser("plan", help="print a selection's plan id and size")
+    add_selection(plan)
+    plan.set_defaults(func=cmd_plan)
