@@ -333,6 +333,16 @@ def test_html_videos_are_relative_and_follow_a_moved_run_folder(tmp_path):
     assert 'src="../runs/b_moved/videos/sim_00_clean_0000.mp4"' in page
 
 
+def test_labels_from_run_folders_are_escaped(tmp_path):
+    plan = make_plan(tasks=1, episodes=4, suite="<i>a|b</i>")
+    comp = compare_runs(write_run(tmp_path / "a", plan, np.ones(4, bool)),
+                        write_run(tmp_path / "b", plan, np.array([False, True, True, True])))
+    page = render_html(comp, tmp_path / "out")
+    assert "<i>" not in page and "&lt;i&gt;a|b&lt;/i&gt;/00 task_0" in page
+    row = next(l for l in render_markdown(comp).splitlines() if l.startswith("| <i>"))
+    assert row.startswith("| <i>a\\|b</i>/00 task_0 |") and row.count(" | ") == 8
+
+
 def test_plans_that_do_not_pair(tmp_path):
     a = write_run(tmp_path / "a", make_plan(tasks=2, episodes=5), np.ones(10, bool))
     b = write_run(tmp_path / "b", make_plan(tasks=2, episodes=5, suite="other"), np.ones(10, bool))
@@ -373,16 +383,26 @@ def test_bad_input_raises_usage_error(tmp_path):
         ("missing.json", None, "does not exist"),
         ("syntax.json", "{alpha: 0.05", "does not parse"),
         ("typo.json", '{"alpah": 0.05}', "did you mean alpha"),
-        ("range.json", '{"alpha": 1.5}', "alpha=1.5"),
-        ("type.yaml", "allowed_task_drops: two\n", "must be a int"),
-        ("method.yml", "correction: bonferroni\n", "correction"),
+        ("unknown.json", '{"zzz": 1}', "unknown setting 'zzz'; known: alpha, "),
+        ("range.json", '{"alpha": 1.5}', r"range.json: alpha: give a number in \(0, 1\).*got 1.5"),
+        ("drop.json", '{"allowed_drop_points": 101}', r"allowed_drop_points: .*\[0, 100\]"),
+        ("share.json", '{"overall_alpha_share": 1}', r"overall_alpha_share: .*\(0, 1\)"),
+        ("count.json", '{"allowed_task_drops": -1}', "allowed_task_drops: give a count >= 0"),
+        ("resamples.json", '{"bootstrap_resamples": 99}', "bootstrap_resamples: give at least 100"),
+        ("stage.json", '{"latency_stage": ""}', "latency_stage: name a stage"),
+        ("type.yaml", "allowed_task_drops: two\n", "allowed_task_drops: .*valid integer.*'two'"),
+        ("bool.json", '{"allowed_task_drops": true}', "allowed_task_drops: .*valid integer"),
+        ("float.json", '{"bootstrap_resamples": 100.0}', "bootstrap_resamples: .*valid integer"),
+        ("string.json", '{"alpha": "0.1"}', "alpha: .*valid number.*'0.1'"),
+        ("method.yml", "correction: bonferroni\n", "correction: .*'holm' or 'bh'"),
         ("list.json", "[1, 2]", "mapping"),
     ]:
         path = tmp_path / name
         if text is not None:
             path.write_text(text)
-        with pytest.raises(UsageError, match=message):
+        with pytest.raises(UsageError, match=message) as info:
             compare_main(a, a, path, None, "md")
+        assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
 def test_gate_files_json_and_yaml(tmp_path):
@@ -394,6 +414,13 @@ def test_gate_files_json_and_yaml(tmp_path):
     g = load_gate(tmp_path / "g.yaml")
     assert (g.allowed_task_drops, g.allowed_latency_increase, g.alpha) == (1, 0.2, 0.05)
     assert load_gate(tmp_path / "empty.yaml") == GatePolicy() == load_gate(None)
+    assert isinstance(load_gate(tmp_path / "g.json").allowed_drop_points, float)  # int given
+    assert list(GatePolicy().to_dict()) == [
+        "alpha", "allowed_drop_points", "allowed_task_drops", "allowed_latency_increase",
+        "latency_min_increase_ms", "latency_stage", "correction", "overall_alpha_share",
+        "bootstrap_resamples", "seed", "alpha_overall", "alpha_tasks"]
+    with pytest.raises(ValueError, match="give a number in"):  # checked in code too
+        GatePolicy(alpha=2)
 
 
 def test_allowed_task_drops_tolerates_a_significant_drop(tmp_path):
