@@ -58,7 +58,7 @@ DEVICE = "NVIDIA H100 80GB HBM3"
 def _horizons() -> np.ndarray:
     from harness.report.run_report import robotwin_horizons
 
-    from suites.robotwin_tasks import TASKS
+    from suites.robotwin.tasks import TASKS
 
     table = robotwin_horizons()
     return np.array([table[t.module] for t in TASKS]), [t.module for t in TASKS]

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from suites import robotwin
+from suites.robotwin import checkout as robotwin_checkout
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -16,8 +16,8 @@ def _forget_the_fake_afterwards():
     for name in list(sys.modules):
         if name in ("envs", "generate_episode_instructions") or name.startswith("envs."):
             del sys.modules[name]
-    robotwin._CHECKOUTS.clear()
-    robotwin._ACTIVE.update(root=None, paths=[])
+    robotwin_checkout._CHECKOUTS.clear()
+    robotwin_checkout._ACTIVE.update(root=None, paths=[])
 
 
 @pytest.fixture(autouse=True)

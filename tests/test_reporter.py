@@ -103,7 +103,7 @@ def write_synthetic_run(run_dir, rows, config, *, device="NVIDIA H100 80GB HBM3"
 def table8_rows(paper, method):
     t8 = paper["table8"]
     cells = t8[(~t8["is_aggregate"]) & (t8["method"] == method)]
-    from suites.robotwin_tasks import task_id_of
+    from suites.robotwin.tasks import task_id_of
 
     return [("robotwin", task_id_of(task), task, split, int(h), int(round(v)), EPISODES)
             for task, split, h, v in zip(cells["suite_or_task"], cells["split"], cells["horizon"], cells["value"])]

@@ -20,10 +20,10 @@ from harness.observation import ObservationRequest
 from harness.plan import build_plan
 from harness.policy import ActionChunk, BasePolicy
 from harness.suite import get_suite
-from suites import robotwin
-from suites.robotwin import (RoboTwinSuite, build_seed_list, candidate_seed, load_seed_list,
-                             merge_seed_lists, read_commit, resize_image)
-from suites.robotwin_tasks import ROBOTWIN_COMMIT, SPLITS, TASKS
+from suites.robotwin import checkout as robotwin_checkout, env as robotwin_env, seed_search
+from suites.robotwin import (RoboTwinSuite, SeedListFile, build_seed_list, candidate_seed,
+                             load_seed_list, merge_seed_lists, read_commit, resize_image)
+from suites.robotwin.tasks import ROBOTWIN_COMMIT, SPLITS, TASKS
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_ROOT = Path(__file__).resolve().parent / "fake_robotwin"
@@ -229,19 +229,58 @@ def test_seed_list_fixes_seeds_and_instructions(tmp_path):
     ('{"format": 2, "robotwin_commit": "x", "tasks": {}}', "not a wam-eval RoboTwin seed list"),
     ('[1, 2]', "not a wam-eval RoboTwin seed list"),
     ('{"format": 1, "tasks": {}}', "robotwin_commit"),
-    ('{"format": 1, "robotwin_commit": "x", "tasks": {"nope": {"clean": [1]}}}', "unknown task 'nope'"),
-    ('{"format": 1, "robotwin_commit": "x", "tasks": {"click_bell": {"hard": [1]}}}', "unknown split 'hard'"),
-    ('{"format": 1, "robotwin_commit": "x", "tasks": {"click_bell": {"clean": [1, 1]}}}', "a seed twice"),
-    ('{"format": 1, "robotwin_commit": "x", "tasks": {"click_bell": {"clean": [1, "2"]}}}', "integer seeds"),
+    ('{"format": 1, "robotwin_commit": "x", "tasks": {"nope": {"clean": [1]}}}',
+     r"tasks.nope.\[key\]: unknown task; tasks are RoboTwin module names .*\(got 'nope'\)"),
+    ('{"format": 1, "robotwin_commit": "x", "tasks": {"click_bell": {"hard": [1]}}}',
+     r"tasks.click_bell.hard.\[key\]: unknown split; splits are clean, randomized"),
+    ('{"format": 1, "robotwin_commit": "x", "tasks": {"click_bell": {"clean": [1, 1]}}}',
+     "tasks.click_bell.clean: lists seed 1 twice"),
+    ('{"format": 1, "robotwin_commit": "x", "tasks": {"click_bell": {"clean": [1, "2"]}}}',
+     r"tasks.click_bell.clean.1: Input should be a valid integer \(got '2'\)"),
+    ('{"format": 1, "robotwin_commit": "x", "tasks": {"click_bell": {"clean": [1, -2]}}}',
+     "tasks.click_bell.clean.1: Input should be greater than or equal to 0"),
     ('{"format": 1, "robotwin_commit": "x", "tasks": {"click_bell": {"clean": [1]}},'
      ' "instructions": {"click_bell": {"clean": ["a", "b"]}}}', "1 seeds but 2 instructions"),
+    ('{"format": 1, "robotwin_commit": "x", "tasks": {"click_bell": {"clean": [1]}},'
+     ' "instructions": {"click_bell": {"randomized": ["a"]}}}', "click_bell/randomized, which has no seeds"),
+    ('{"format": 1, "robotwin_commit": "x", "tasks": {}, "instruction_type": "both"}',
+     r"instruction_type: must be seen, unseen or \{split: seen/unseen\}"),
+    ('{"format": 1, "robotwin_commit": "x", "tasks": {}, "instruction_type": {"clean": "x"}}',
+     "instruction_type.* Input should be 'seen' or 'unseen'"),
+    ('{"format": 1, "robotwin_commit": "x", "tasks": {}, "seed_stride": 0}',
+     "seed_stride: Input should be greater than 0"),
+    ('{"format": 1, "robotwin_commit": "x", "tasks": {}, "task_config": {"clean": ""}}',
+     "task_config.clean: String"),
+    ('{"format": 1, "robotwin_commit": "x", "tasks": {}, "seeds": {}}', "unknown setting 'seeds'"),
 ])
 def test_malformed_seed_lists_are_one_line_usage_errors(tmp_path, content, message):
     path = tmp_path / "seeds.json"
     path.write_text(content)
     with pytest.raises(UsageError, match=message) as info:
         RoboTwinSuite(seed_list=str(path)).episodes(6)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "wam-eval robotwin-seeds" in str(info.value)
+
+
+def test_a_seed_list_key_outside_the_schema_or_a_bad_value_is_one_line_naming_file_field_and_fix(tmp_path):
+    fix = "rebuild it with `wam-eval robotwin-seeds` on a RoboTwin machine"
+    typo = write_list(tmp_path / "typo.json", {"adjust_bottle": {"clean": [5]}},
+                      instruction={"adjust_bottle": {"clean": ["a"]}})
+    with pytest.raises(UsageError) as info:
+        RoboTwinSuite(seed_list=str(typo)).episodes(0)
+    assert str(info.value) == (f"seed list {typo}: unknown setting 'instruction' (did you mean "
+                               f"instructions?): {fix}")
+    bad = write_list(tmp_path / "bad.json", {"adjust_bottle": {"clean": [5]}}, base_seed="0")
+    with pytest.raises(UsageError) as info:
+        load_seed_list(bad)
+    assert str(info.value) == f"seed list {bad}: base_seed: Input should be a valid integer (got '0'): {fix}"
+
+
+def test_seed_list_files_the_code_writes_hold_exactly_the_schemas_keys(tmp_path):
+    a = build_seed_list(fake_suite(), [0], ["clean"], 1, tmp_path / "a.json", log=lambda _: None)
+    b = build_seed_list(fake_suite(), [1], ["clean"], 1, tmp_path / "b.json", log=lambda _: None)
+    merged = merge_seed_lists([a, b], tmp_path / "all.json")
+    for path in (a, merged):
+        assert set(json.loads(path.read_text())) == set(SeedListFile.model_fields)
 
 
 def test_missing_seed_list_file():
@@ -317,10 +356,10 @@ def test_make_env_with_a_non_checkout_or_missing_dependencies(tmp_path, monkeypa
 
 def test_preflight_with_a_checkout_and_task_selection_text():
     fake_suite().preflight(REQUEST)
-    assert robotwin._task_ids("0:2,place_a2b_left, 49") == [0, 1, 20, 49]
-    assert robotwin._task_ids(None) == list(range(50))
+    assert seed_search._task_ids("0:2,place_a2b_left, 49") == [0, 1, 20, 49]
+    assert seed_search._task_ids(None) == list(range(50))
     with pytest.raises(UsageError, match="no task 'place_a2b_up'"):
-        robotwin._task_ids("place_a2b_up")
+        seed_search._task_ids("place_a2b_up")
 
 
 def test_bad_requests_are_usage_errors():
@@ -488,8 +527,8 @@ def test_unsolvable_candidate_seeds_are_skipped_and_counted_not_errors():
     assert info["seed"] == CLEAN_SEEDS[2] and info["expert_checks"] == 0
     assert "play_once" not in names(calls())
     # out of order, in a fresh process (a new checkout): the same seed
-    robotwin._CHECKOUTS.clear()
-    robotwin._ACTIVE.update(root=None, paths=[])
+    robotwin_checkout._CHECKOUTS.clear()
+    robotwin_checkout._ACTIVE.update(root=None, paths=[])
     _, info = open_env(fake_suite()).reset(options={"spec": spec_of(suite, index=3)})
     assert info["seed"] == CLEAN_SEEDS[3] and info["expert_checks"] == 6  # candidates 100000..100005
 
@@ -507,7 +546,7 @@ def test_an_unsolvable_seed_is_never_an_episode_error(tmp_path):
 
 def test_scan_stops_with_an_env_error_when_every_candidate_fails(monkeypatch):
     monkeypatch.setenv("FAKE_ROBOTWIN_CUROBO_BROKEN", "1")
-    monkeypatch.setattr(robotwin, "MAX_CONSECUTIVE_SKIPS", 5)
+    monkeypatch.setattr(robotwin_env, "MAX_CONSECUTIVE_SKIPS", 5)
     suite = fake_suite()
     env = open_env(suite)
     env.checkout.scans.clear()  # what earlier tests judged in this process

@@ -13,7 +13,7 @@ Sources, carried into the project so nothing reads them at run time:
   task missing from that file, which none of these is);
 * description: ``full_description`` of ``description/task_instruction/<module>.json`` at
   ``ROBOTWIN_COMMIT`` (the task-level text RoboTwin writes its instruction templates from;
-  the per-episode instruction is generated from templates, see ``suites/robotwin.py``).
+  the per-episode instruction is generated from templates, see ``suites/robotwin/__init__.py``).
 
 ``ROBOTWIN_COMMIT`` is the last commit of RoboTwin-Platform/RoboTwin with the evaluation
 layout the paper used (``script/eval_policy.py``, ``task_config/``, ``policy/<Name>/``). The
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SUITE = "robotwin"  # the harness's name for this suite (EpisodeSpec.suite, seed lists' "suite")
 ROBOTWIN_REPO = "RoboTwin-Platform/RoboTwin"
 ROBOTWIN_COMMIT = "c3ddfa8b97d5519efa828b075999bd0006778e5e"  # 2026-05-23, classic layout
 ROBOTWIN_HEAD_READ = "cf47ab5697c81c39f78522ba24102f789b6bce5e"  # 2026-08-08, env_cfg/ layout

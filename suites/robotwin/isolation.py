@@ -1,0 +1,99 @@
+"""Isolation: nothing from one task or episode reaches the next in one process.
+
+RoboTwin's eval runs one process per task; the harness runs many in one. ``DefaultsGuard`` puts
+back RoboTwin's mutable default arguments before every ``setup_demo``, and ``home_pose_error``
+tells whether a cached ``Robot`` starts an episode away from home (RoboTwin issue #202)."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+HOME_TOLERANCE = 0.05  # rad: an arm joint further than this from the embodiment's home state at an
+# episode start means the cached Robot carried the last episode's pose (RoboTwin issue #202)
+
+_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, range, type(Ellipsis))
+
+
+def _is_mutable(value: Any) -> bool:
+    if isinstance(value, _IMMUTABLE):
+        return False
+    if isinstance(value, (tuple, frozenset)):
+        return any(_is_mutable(v) for v in value)
+    return True
+
+
+class DefaultsGuard:
+    """RoboTwin's mutable default arguments, snapshotted when its modules are first imported and
+    put back before every ``setup_demo``.
+
+    ``Base_Task.get_cluttered_table(xlim=[-0.59, 0.59], ylim=[-0.34, 0.34])`` adds
+    ``self.table_xy_bias`` to its own list defaults in place on every call (``envs/_base_task.py``
+    ~L317-323 at ``ROBOTWIN_COMMIT``; RoboTwin issue #288): after ``dump_bin_bigbin`` or
+    ``put_bottles_dustbin`` (``table_xy_bias=[0.3, 0]``) no later setup in the process gets clutter.
+    Reading every function with a list, dict or set default under ``envs/`` at that commit, this
+    is the only default RoboTwin changes; the guard covers every function of the checkout's
+    ``envs`` modules (and their classes) whose defaults hold a mutable value, so a default another
+    RoboTwin version mutates is restored too. Restoring assigns a fresh deep copy of the snapshot
+    to ``__defaults__`` / ``__kwdefaults__`` (the snapshot itself is never handed out)."""
+
+    def __init__(self) -> None:
+        self._saved: dict[int, tuple[Any, Any, Any]] = {}  # id(fn) -> (fn, defaults, kwdefaults)
+        self._modules: set[str] = set()
+        self.restores = 0
+        self.restore_s = 0.0
+
+    def track_modules(self, prefix: str = "envs") -> None:
+        for name, module in list(sys.modules.items()):
+            if module is None or name in self._modules or not (name == prefix or name.startswith(prefix + ".")):
+                continue
+            self._modules.add(name)
+            for value in list(vars(module).values()):
+                self._track(value)
+
+    def _track(self, value: Any, depth: int = 0) -> None:
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if isinstance(value, type) and depth == 0:
+            for member in list(vars(value).values()):
+                self._track(member, depth + 1)
+            return
+        code = getattr(value, "__code__", None)
+        if code is None or id(value) in self._saved:
+            return
+        defaults, kwdefaults = getattr(value, "__defaults__", None), getattr(value, "__kwdefaults__", None)
+        if _is_mutable(defaults or ()) or _is_mutable(tuple((kwdefaults or {}).values())):
+            self._saved[id(value)] = (value, copy.deepcopy(defaults), copy.deepcopy(kwdefaults))
+
+    @property
+    def tracked(self) -> list[str]:
+        return sorted(getattr(fn, "__qualname__", repr(fn)) for fn, _, _ in self._saved.values())
+
+    def restore(self) -> None:
+        t0 = time.perf_counter()
+        for fn, defaults, kwdefaults in self._saved.values():
+            fn.__defaults__ = copy.deepcopy(defaults)
+            if kwdefaults is not None:
+                fn.__kwdefaults__ = copy.deepcopy(kwdefaults)
+        self.restores += 1
+        self.restore_s += time.perf_counter() - t0
+
+
+def home_pose_error(task_env: Any) -> float | None:
+    """The largest distance (rad) of an arm joint from the embodiment's home state (the
+    ``homestate`` of its embodiment config, as the ``Robot`` read it), from the joint positions
+    (``get_*_arm_real_jointState``: ``get_obs()["joint_action"]`` reports drive targets, which
+    ``move_to_homestate`` sets home whatever the joints do); None if this RoboTwin lacks them."""
+    robot = getattr(task_env, "robot", None)
+    try:
+        left = np.asarray(robot.get_left_arm_real_jointState()[:-1], dtype=float)
+        right = np.asarray(robot.get_right_arm_real_jointState()[:-1], dtype=float)
+        home_left = np.asarray(robot.left_homestate, dtype=float)
+        home_right = np.asarray(robot.right_homestate, dtype=float)
+        return float(max(np.max(np.abs(left - home_left)), np.max(np.abs(right - home_right))))
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
