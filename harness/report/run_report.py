@@ -20,6 +20,7 @@ from harness.errors import UsageError
 from harness.policy import TEACHER
 from harness.records import (END_REASONS, EPISODES_FILE, LATENCY_FILE, latest_attempts,
                               read_latency_jsonl)
+from harness.report.markdown import markdown_table
 from harness.store.folder import RunFolder
 
 _NFE_SUFFIX = re.compile(r"-(\d+)v(\d+)a$")
@@ -93,9 +94,8 @@ def _markdown(table: pd.DataFrame, columns: list[str]) -> str:
             return "–" if pd.isna(value) else f"{value:.3f}"
         return str(value)
 
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for _, row in table.iterrows()]
-    return "\n".join(lines)
+    return "\n".join(markdown_table(columns, [[cell(row[c]) for c in columns]
+                                              for _, row in table.iterrows()]))
 
 
 def plot_task_success(per_task: pd.DataFrame, title: str, path: Path) -> None:
@@ -220,16 +220,12 @@ def write_summary(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
             return "–"
         return f"{int(row[f'{label} successes'])}/{int(n)} ({row[f'{label} rate'] * 100:.0f}%)"
 
-    header = ["suite", "task", "split", "name"] + labels
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, row in merged.iterrows():
-        lines.append("| " + " | ".join([row["suite"], str(row["task_id"]), row["split"],
-                                        row["task_name"]]
-                                       + [cell(row, label) for label in labels]) + " |")
+    rows = [[row["suite"], str(row["task_id"]), row["split"], row["task_name"]]
+            + [cell(row, label) for label in labels] for _, row in merged.iterrows()]
     for (suite, split), group in merged.groupby(["suite", "split"], sort=False):
         means = [f"{group[f'{label} rate'].mean() * 100:.1f}%" for label in labels]
-        lines.append("| " + " | ".join([f"**{suite}**", "", split, "mean of task rates"]
-                                       + means) + " |")
+        rows.append([f"**{suite}**", "", split, "mean of task rates"] + means)
+    lines = markdown_table(["suite", "task", "split", "name"] + labels, rows)
     paths["markdown"].write_text("# Success per task\n\n" + "\n".join(lines) + "\n\n"
                                  f"![summary]({paths['plot'].name})\n")
     _plot_grouped(merged, labels, paths["plot"])
