@@ -1,0 +1,133 @@
+"""The adaptive gate's statistics, by simulation (seeded): the hybrid design (early FAIL by
+the stratified sequential McNemar e-value, else the fixed gate at alpha - alpha_1) keeps its
+false-FAIL rate under nulls that a naive sequential look would break, and reaches a verdict
+on a 10-point drop with several times fewer episodes than the fixed design.
+
+Outcome model: per task, paired episodes; the same initial state decides both runs' outcomes
+80 % of the time (``pairing``), task rates spread over 0.6-0.98 as in the paper's tables."""
+
+import numpy as np
+import pytest
+
+from harness.gate import sequential as S
+from harness.gate.policy import GatePolicy
+from harness.gate.stats import gate_statistics
+
+ALPHA, ALPHA_1 = 0.05, 0.01
+SHAPES = {"robotwin": (50, 100), "libero": (40, 50)}  # tasks x episodes per task
+MARGIN = GatePolicy().allowed_drop_points / 100
+
+
+def _fixed_fail(diffs: np.ndarray, overall_only: bool) -> list[bool]:
+    """The fixed gate's verdict at alpha - alpha_1 on each complete simulated run: the whole
+    verdict, or (where some tasks really dropped) only its test of the mean of task rates."""
+    gate = GatePolicy(alpha=ALPHA - ALPHA_1, bootstrap_resamples=400)
+    n = np.full(diffs.shape[-1], diffs.shape[1])
+    verdicts = []
+    for rep in diffs:
+        stats = gate_statistics((rep < 0).sum(0), (rep > 0).sum(0), n, gate)
+        task_fail = stats["task_regression"] and not overall_only
+        verdicts.append(bool(task_fail or stats["overall_regression"]))
+    return verdicts
+
+
+def _nulls(tasks: int) -> dict[str, tuple[np.ndarray, np.ndarray, bool]]:
+    """name -> (baseline rates, candidate rates, whether only the overall test is null)."""
+    spread = np.linspace(0.6, 0.98, tasks)
+    half = np.full(tasks, 0.5)
+    swing = np.where(np.arange(tasks) % 2 == 0, 0.25, -0.25)
+    return {"unchanged": (spread, spread, False), "all at 0.5": (half, half, False),
+            # half the tasks gain 25 points, half lose 25: the mean of task rates is unchanged
+            # (the per-task tests rightly flag the losers, so only the overall test is null)
+            "heterogeneous": (half, half + swing, True),
+            # the drop the gate allows, exactly: the hardest null for the overall test
+            "at the allowed drop": (spread, spread - MARGIN, True)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", SHAPES)
+def test_hybrid_false_fail_at_most_alpha_under_every_null(shape):
+    tasks, episodes = SHAPES[shape]
+    reps = 2000
+    se = np.sqrt(ALPHA * (1 - ALPHA) / reps)
+    for i, (name, (base, cand, overall_only)) in enumerate(_nulls(tasks).items()):
+        diffs = S.simulate_pairs(base, cand, episodes, reps, seed=100 + i, pairing=0.8)
+        result = S.simulate_design(diffs, ALPHA_1, MARGIN, _fixed_fail(diffs, overall_only))
+        assert result["early_fail_rate"] <= ALPHA_1 + 2 * np.sqrt(ALPHA_1 * (1 - ALPHA_1) / reps), (name, result)
+        assert result["fail_rate"] <= ALPHA + 2 * se, (name, result)
+
+
+def test_looking_mid_round_is_what_the_rounds_prevent():
+    """The same e-value folded episode by episode in completion order (failures take longer,
+    so in a heterogeneous null the losing tasks' episodes arrive last... or first) is not a
+    supermartingale: the guarantee needs whole rounds. Here: whole rounds stay below alpha_1
+    on a null where per-episode folding of only the dropping tasks first exceeds it."""
+    tasks, episodes, reps = 20, 30, 1000
+    half = np.full(tasks, 0.5)
+    swing = np.where(np.arange(tasks) < tasks // 2, -0.25, 0.25)
+    diffs = S.simulate_pairs(half, half + swing, episodes, reps, seed=7, pairing=0.8)
+    rounds_rate = np.mean(S.first_crossing(S.log_e_path(diffs, 0.0), ALPHA_1) > 0)
+    # completion order that favours the losing tasks: their episodes fold first in each round
+    flat = diffs.reshape(reps, episodes * tasks)[:, :, None]
+    early_losers = np.concatenate([diffs[:, :, : tasks // 2].reshape(reps, -1),
+                                   diffs[:, :, tasks // 2:].reshape(reps, -1)], axis=1)[:, :, None]
+    losers_first = np.mean(S.first_crossing(S.log_e_path(early_losers, 0.0), ALPHA_1) > 0)
+    assert rounds_rate <= ALPHA_1 + 0.01
+    assert losers_first > 10 * ALPHA_1, losers_first
+    assert flat.shape[1] == episodes * tasks
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_ten_point_drop_reaches_fail_with_at_least_4x_fewer_episodes(shape):
+    tasks, episodes = SHAPES[shape]
+    base = np.linspace(0.6, 0.98, tasks)
+    diffs = S.simulate_pairs(base, base - 0.10, episodes, 300, seed=11, pairing=0.8)
+    result = S.simulate_design(diffs, ALPHA_1, MARGIN)
+    assert result["early_fail_rate"] >= 0.99, result
+    assert result["plan_episodes"] / result["mean_episodes"] >= 4.0, result
+
+
+def test_gate_state_after_a_clear_drop_and_its_confidence_sequence():
+    gate = S.SequentialGate(strata=[f"t{i}" for i in range(10)], alpha=ALPHA_1, margin=MARGIN)
+    state = gate.fold([-1] * 8 + [0, 0])
+    assert state["decision"] is None and state["e_value"] < 100  # one round is not enough
+    for _ in range(2):
+        state = gate.fold([-1] * 8 + [0, 0])
+    assert state["decision"] == "FAIL" and state["e_value"] >= 100 and state["round"] == 3
+    # the naive mean difference is -0.8; the confidence sequence contains it and excludes 0
+    assert state["cs_lower"] <= -0.8 <= state["cs_upper"] < 0
+    # a task that lost all 3 rounds: anytime p = 1 / mean over bets of (1 + c)^3; unchanged: 1
+    expected = 1 / np.mean((1 + S.BETS) ** 3)
+    assert state["task_p_anytime"]["t0"] == pytest.approx(expected)
+    assert state["task_p_anytime"]["t9"] == 1.0
+
+
+def test_a_round_must_hold_one_difference_per_stratum():
+    gate = S.SequentialGate(strata=["a", "b"], alpha=ALPHA_1, margin=MARGIN)
+    with pytest.raises(ValueError, match="one difference"):
+        gate.fold([1])
+    with pytest.raises(ValueError, match="one difference"):
+        gate.fold([2, 0])
+
+
+def test_early_pass_when_asked_and_only_then():
+    strata = [f"t{i}" for i in range(40)]
+    plain = S.SequentialGate(strata=strata, alpha=ALPHA_1, margin=MARGIN)
+    with_pass = S.SequentialGate(strata=strata, alpha=ALPHA_1, margin=MARGIN, pass_margin=0.10)
+    rng = np.random.default_rng(0)
+    decided = None
+    for _ in range(50):
+        diffs = rng.choice([-1, 0, 1], size=40, p=[0.05, 0.9, 0.05])  # unchanged candidate
+        assert plain.fold(diffs)["decision"] is None
+        decided = with_pass.fold(diffs)["decision"] or decided
+    assert decided == "PASS"
+
+
+def test_schedule_is_a_seeded_permutation_per_stratum():
+    keys = {"a": [f"a{i}" for i in range(5)], "b": [f"b{i}" for i in range(7)]}
+    rounds, rest = S.schedule_rounds(keys, seed=3)
+    assert len(rounds) == 5 and all(len(r) == 2 for r in rounds)
+    assert sorted(k for r in rounds for k in r if k.startswith("a")) == keys["a"]
+    assert len(rest) == 2 and all(k.startswith("b") for k in rest)
+    assert S.schedule_rounds(keys, seed=3) == (rounds, rest)
+    assert S.schedule_rounds(keys, seed=4) != (rounds, rest)
