@@ -121,6 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = (Path(args.out) if args.out else DEFAULT_RESULTS / run_id).absolute()
     check_writable(run_dir)
     expected_records(run_dir)  # a folder that is not a run's: refused before the lock goes in
+    early_stop = _adaptive_gate(args, plan, run_dir)  # bad baseline or gate file: before writing
     created = not run_dir.exists()
     lock = RunLock(run_dir)
     try:
@@ -146,7 +147,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             existing = open_run(plan, policy.describe(), settings, args.checkpoint,
                                 {"video": args.video, "max_attempts": settings.max_attempts,
-                                 "suite_options": settings.suite_options, "seed": args.seed},
+                                 "suite_options": settings.suite_options, "seed": args.seed,
+                                 **({"gate_against": str(Path(args.gate_against).resolve()),
+                                     "gate": early_stop.gate.to_dict()} if early_stop else {})},
                                 argv=["wam-eval", *getattr(args, "argv", [])])
         except UsageError:
             _remove_if_only_lock(run_dir, created)
@@ -159,9 +162,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 policy.close()  # each worker builds its own
                 run_ray(plan, args.policy, options, settings, workers=args.workers,
-                        address=args.address, gpus_per_worker=args.gpus_per_worker)
+                        address=args.address, gpus_per_worker=args.gpus_per_worker,
+                        early_stop=early_stop)
             else:
-                run_serial(plan, policy, settings)
+                run_serial(plan, policy, settings, early_stop=early_stop)
         except KeyboardInterrupt:
             print(f"\ninterrupted; records so far are safe in {run_dir}/episodes.jsonl. "
                   f"Resume with the same command.", file=sys.stderr)
@@ -186,11 +190,53 @@ def cmd_run(args: argparse.Namespace) -> int:
         from harness.cli.reports import cmd_report
 
         cmd_report(argparse.Namespace(run_dirs=[str(run_dir)], out=None))
+    if early_stop is not None:
+        return _gate_exit(args, early_stop, run_dir, summary)
     if not summary.complete and not args.allow_incomplete:
         print(f"wam-eval: incomplete: {summary.line()}; resume with the same command to retry "
               f"them (exit {EXIT_INCOMPLETE}; --allow-incomplete exits 0)", file=sys.stderr)
         return EXIT_INCOMPLETE
     return EXIT_OK
+
+
+def _adaptive_gate(args: argparse.Namespace, plan, run_dir: Path):
+    """The early stop of `run --gate-against BASELINE [--gate FILE]`, or None."""
+    if args.gate and not args.gate_against:
+        raise UsageError("--gate sets the adaptive gate of --gate-against BASELINE_RUN: add it, "
+                         "or pass --gate to `wam-eval compare`")
+    if not args.gate_against:
+        return None
+    from harness.gate.adaptive import AdaptiveGate
+    from harness.gate.policy import load_gate
+
+    if not Path(args.gate_against).is_dir():
+        raise UsageError(f"--gate-against {args.gate_against}: no such run folder: pass the "
+                         f"baseline's folder from `wam-eval run`")
+    return AdaptiveGate(plan, args.gate_against, load_gate(args.gate), run_dir)
+
+
+def _gate_exit(args: argparse.Namespace, gate, run_dir: Path, summary) -> int:
+    """A gated run's exit code is the gate's: the sequential verdict when it stopped the run,
+    else the fixed gate at alpha - alpha_1 on the whole run (`wam-eval compare`)."""
+    from harness.gate.compare import compare_main
+
+    if gate.decided:
+        last = gate.last or {}
+        print(f"gate: {gate.decision} at round {last.get('round')} of {len(gate.rounds)} "
+              f"({last.get('episodes')} of {len(gate.plan)} episodes; e-value "
+              f"{last.get('e_value', 0):.3g} vs {last.get('threshold', 0):g}): mean of task rates "
+              f"{_points(last.get('cs_lower'))} to {_points(last.get('cs_upper'))} pts "
+              f"(anytime-valid)", file=sys.stderr)
+        return EXIT_FAILED if gate.decision == "FAIL" else EXIT_OK
+    if not summary.complete and not args.allow_incomplete:
+        print(f"wam-eval: incomplete: {summary.line()}; resume with the same command before the "
+              f"gate can decide (exit {EXIT_INCOMPLETE})", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return compare_main(args.gate_against, run_dir, args.gate)
+
+
+def _points(rate: float | None) -> str:
+    return "?" if rate is None else f"{100 * rate:+.1f}"
 
 
 def _remove_if_only_lock(run_dir: Path, created: bool) -> None:
@@ -259,6 +305,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                           "attempt (default 10)")
     run.add_argument("--allow-incomplete", action="store_true",
                      help=f"exit 0 even when episodes stayed unscored (default: exit {EXIT_INCOMPLETE})")
+    run.add_argument("--gate-against", default=None, metavar="BASELINE_RUN",
+                     help="adaptive regression gate: run in rounds against this baseline run of "
+                          "the same plan and stop as soon as a regression is proven; the exit "
+                          "code is the gate's (README \"Adaptive gate\")")
+    run.add_argument("--gate", default=None, metavar="FILE",
+                     help="gate policy for --gate-against, JSON or YAML (default: built-in)")
     run.add_argument("--verbose", action="store_true",
                      help="let the simulators' and Ray's own banners and warnings through")
     run.set_defaults(func=cmd_run)

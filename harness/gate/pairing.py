@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.gate.adaptive import read_sequential
 from harness.gate.policy import GatePolicy
 from harness.gate.stats import fmt_p, gate_statistics, mcnemar_exact
 from harness.report.aggregate import INFRA_REASONS
@@ -46,6 +47,7 @@ class Comparison:
     flips: list[dict[str, Any]]
     verdict: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    sequential: dict[str, Any] | None = None  # a gated candidate's schedule, rounds, verdict
 
     @property
     def regression(self) -> bool:
@@ -266,12 +268,23 @@ def _pct(fraction: float | None) -> str:
     return "n/a" if fraction is None else f"{100 * fraction:+.1f}%"
 
 
+def _cs_points(verdict: dict[str, Any]) -> str:
+    lo, hi = verdict.get("cs_lower"), verdict.get("cs_upper")
+    if lo is None or hi is None:
+        return "outside every value (the confidence sequence is empty)"
+    return f"Δ in [{100 * lo:+.1f}, {100 * hi:+.1f}] pts"
+
+
 def compare_runs(base_dir: str | Path, cand_dir: str | Path,
                  gate: GatePolicy | None = None) -> Comparison:
     """Pair the episodes of two runs and apply the gate. Raises UsageError for a missing run,
     unreadable records, or runs that do not pair."""
     gate = GatePolicy() if gate is None else gate  # validated when it was made
     base_dir, cand_dir = Path(base_dir), Path(cand_dir)
+    sequential = read_sequential(cand_dir)
+    if sequential is not None:  # a gated run: alpha_1 was spent by the sequential test
+        gate = gate.after_sequential()
+    stopped = (sequential or {}).get("verdict")
     base, base_manifest, base_plan = _load(base_dir, "baseline")
     cand, cand_manifest, cand_plan = _load(cand_dir, "candidate")
     plan_ids = {"base": _plan_id(base, base_manifest), "cand": _plan_id(cand, cand_manifest)}
@@ -287,7 +300,12 @@ def compare_runs(base_dir: str | Path, cand_dir: str | Path,
     for role, frame, plan in (("baseline", base, base_plan), ("candidate", cand, cand_plan)):
         unscored = _unscored(frame, plan)
         pairing[f"{'base' if role == 'baseline' else 'cand'}_unscored"] = unscored
-        if unscored:
+        if unscored and role == "candidate" and stopped:
+            notes.append(f"stopped early by the adaptive gate at round {stopped['round']}: "
+                         f"{stopped['episodes']} of {stopped['plan_episodes']} planned episodes "
+                         f"gated, {stopped['saved_episodes']} saved; the sequential verdict "
+                         f"decides, the fixed tests below cover the pairs that ran")
+        elif unscored:
             notes.append(f"INCOMPLETE: the {role} run has {unscored} of "
                          f"{len(plan.get('episodes', [])) or len(frame)} planned episodes not "
                          f"scored (infrastructure errors or not run): resume it; the verdict "
@@ -382,6 +400,10 @@ def compare_runs(base_dir: str | Path, cand_dir: str | Path,
         names = ", ".join(t["label"] for t in tasks if t["significant_drop"])
         reasons.append(f"{stats['n_significant']} significant per-task drop(s) (allowed "
                        f"{gate.allowed_task_drops}): {names}")
+    if stopped:  # the fixed tests saw a stopped run's partial pairs: the sequential test decides
+        reasons = [f"adaptive gate: {stopped['decision']} at round {stopped['round']} (e-value "
+                   f"{stopped['e_value']:.3g} >= {stopped['threshold']:g}); mean of task rates "
+                   f"{_cs_points(stopped)} (anytime-valid)"] if stopped["decision"] == "FAIL" else []
     if latency["regression"]:
         reasons.append(f"latency on {latency['device']}: {latency['reason']}")
     verdict = {
@@ -390,11 +412,12 @@ def compare_runs(base_dir: str | Path, cand_dir: str | Path,
         "task_regression": bool(stats["task_regression"]),
         "significant_task_drops": stats["n_significant"],
         "latency_regression": bool(latency["regression"]),
+        "sequential_decision": stopped["decision"] if stopped else None,
     }
     return Comparison(
         base_dir=str(base_dir), cand_dir=str(cand_dir),
         base_label=_label(base_dir, base_manifest), cand_label=_label(cand_dir, cand_manifest),
         gate=gate, same_plan=same_plan, plan_ids=plan_ids, pairing=pairing, tasks=tasks,
         groups=groups, overall=overall, latency=latency, flips=flips, verdict=verdict,
-        notes=notes)
+        notes=notes, sequential=sequential)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from harness.errors import UsageError
 from harness.schema import Config, parse
@@ -26,6 +26,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "overall_alpha_share": (lambda v: 0.0 < v < 1.0, "give a fraction in (0, 1), e.g. 0.5"),
     "bootstrap_resamples": (lambda v: v >= 100, "give at least 100 (2000 is the default)"),
     "latency_stage": (bool, "name a stage of chunk_latency_ms, e.g. total"),
+    "sequential_alpha": (lambda v: 0.0 < v < 1.0, "give a number in (0, alpha), e.g. 0.01"),
+    "sequential_pass_points": (lambda v: v is None or 0.0 < v <= 100.0,
+                               "give success-rate points in (0, 100], e.g. 5, or null"),
+    "sequential_pass_alpha": (lambda v: 0.0 < v < 1.0, "give a number in (0, 1), e.g. 0.05"),
 }
 
 
@@ -41,7 +45,23 @@ class GatePolicy(Config):
     correction: Correction = "holm"        # per-task multiple testing: holm | bh
     overall_alpha_share: float = 0.5       # share of alpha spent on the overall test
     bootstrap_resamples: int = 2000
-    seed: int = 0
+    seed: int = 0                          # the bootstrap's, and the adaptive gate's schedule
+    # `run --gate-against`: early FAIL at e-value >= 1/sequential_alpha; a run that goes to
+    # the end is judged by the fixed gate at alpha - sequential_alpha.
+    sequential_alpha: float = 0.01
+    sequential_pass_points: float | None = None  # early PASS once a drop this big is excluded
+    sequential_pass_alpha: float = 0.05
+
+    @model_validator(mode="after")
+    def _sequential_within_alpha(self) -> "GatePolicy":
+        if self.sequential_alpha >= self.alpha:
+            raise ValueError(f"sequential_alpha {self.sequential_alpha:g} must be below alpha "
+                             f"{self.alpha:g}: it is spent out of alpha")
+        return self
+
+    def after_sequential(self) -> "GatePolicy":
+        """The fixed gate that judges a gated run that went to the end: alpha - alpha_1."""
+        return self.model_copy(update={"alpha": self.alpha - self.sequential_alpha})
 
     @field_validator("correction", mode="before")
     @classmethod

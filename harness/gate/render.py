@@ -30,6 +30,35 @@ def _correction_name(gate: GatePolicy) -> str:
     return "Holm" if gate.correction == "holm" else "Benjamini–Hochberg"
 
 
+def _sequential_lines(comp: Comparison) -> list[str]:
+    """The adaptive gate's part of a gated candidate's comparison."""
+    seq = comp.sequential
+    if not seq:
+        return []
+    rounds, verdict = seq["rounds"], seq["verdict"]
+    planned = len(seq["schedule"]["rounds"])
+    if verdict:
+        text = (f"{verdict['decision']} at round {verdict['round']} of {planned}: "
+                f"{verdict['episodes']} of {verdict['plan_episodes']} episodes gated, "
+                f"{verdict['saved_episodes']} not run")
+    else:
+        last = rounds[-1] if rounds else {}
+        text = (f"no early verdict after {len(rounds)} of {planned} rounds (e-value "
+                f"{last.get('e_value', 1.0):.3g} < {last.get('threshold', 0):g}); the fixed "
+                f"tests decide at α = {comp.gate.alpha:g}")
+    lines = [f"**Adaptive gate** (stratified sequential McNemar, α₁ = "
+             f"{seq['schedule']['gate']['sequential_alpha']:g}): {text}"]
+    if rounds:
+        last = rounds[-1]
+        if last.get("cs_lower") is not None:
+            lines.append(f"Anytime-valid {100 * (1 - 2 * seq['schedule']['gate']['sequential_alpha']):g}% "
+                         f"confidence sequence for the change in the mean of task rates: "
+                         f"[{100 * last['cs_lower']:+.1f}, {100 * last['cs_upper']:+.1f}] pts "
+                         f"(the naive difference at a stop, {100 * last['mean_delta_naive']:+.1f} "
+                         f"pts, overstates it)")
+    return lines + [""]
+
+
 def render_markdown(comp: Comparison, max_flips: int = 8) -> str:
     gate, o, v = comp.gate, comp.overall, comp.verdict
     if v["regression"]:
@@ -40,6 +69,7 @@ def render_markdown(comp: Comparison, max_flips: int = 8) -> str:
     lines += [f"- **{r}**" for r in v["reasons"]]
     if v["reasons"]:
         lines.append("")
+    lines += _sequential_lines(comp)
     sign = o["sign_test"]
     lines.append(
         f"**Overall** (mean of {o['tasks']} task rates, {o['pairs']} paired episodes): "

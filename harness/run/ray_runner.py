@@ -27,6 +27,7 @@ from harness.errors import EnvError, ServerUnresponsive, UsageError
 from harness.plan import Plan
 from harness.policy import PolicyOptions, make_policy
 from harness.run.progress import RunProgress, verbose
+from harness.run.stopping import EarlyStop
 from harness.records import EpisodeRecord, RecordWriter, read_records, retryable, stops_the_run
 from harness.run.runner import EpisodeSession, RecordSink, RunSettings, pending
 from harness.specs import EpisodeSpec
@@ -90,14 +91,49 @@ class TaskQueue:
         return None
 
 
+class ScheduleQueue(TaskQueue):
+    """Pending episodes in a fixed schedule (the adaptive gate's rounds: one episode per task
+    and split each). A worker takes the earliest episode, or one of its current task from the
+    same round as the earliest (no simulator rebuilt for an order the round boundary absorbs,
+    and no task runs ahead of the round the gate waits for)."""
+
+    def __init__(self, items: list[tuple[EpisodeSpec, int]]):
+        self._items: deque = deque(items)
+        width = max(1, len({(s.suite, s.task_id, s.split) for s, _ in items}))
+        self._round = {spec.key: i // width for i, (spec, _) in enumerate(items)}
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def push_front(self, spec: EpisodeSpec, attempt: int) -> None:
+        self._items.appendleft((spec, attempt))
+
+    def pop_for(self, current: TaskKey | None) -> tuple[EpisodeSpec, int] | None:
+        if not self._items:
+            return None
+        head_round = self._round[self._items[0][0].key]
+        for i, (spec, _) in enumerate(self._items):
+            if self._round[spec.key] != head_round:
+                break
+            if (spec.suite, spec.task_id) == current:
+                item = self._items[i]
+                del self._items[i]
+                return item
+        return self._items.popleft()
+
+
 def run_ray(plan: Plan, policy_name: str, options: PolicyOptions, settings: RunSettings,
             workers: int = 2, address: str | None = None, gpus_per_worker: float = 0.0,
-            on_record: Callable[[EpisodeRecord], None] | None = None) -> list[EpisodeRecord]:
+            on_record: Callable[[EpisodeRecord], None] | None = None,
+            early_stop: EarlyStop | None = None) -> list[EpisodeRecord]:
     ray = _ray()
     if workers < 1:
         raise UsageError(f"bad --workers {workers}: give at least 1")
     records = read_records(settings.run_dir)
     todo = pending(plan, records, settings.max_attempts)
+    if early_stop is not None:
+        early_stop.resume(records)
+        todo = [] if early_stop.decided else early_stop.order(todo)
     if not todo:
         return []
     planned = set(plan.keys())
@@ -110,7 +146,7 @@ def run_ray(plan: Plan, policy_name: str, options: PolicyOptions, settings: RunS
                     _init_ray(ray, workers, address)
                 guard.install()  # again: Ray's core worker put its C++ handler there
             return _run(ray, plan, policy_name, options, settings, workers, gpus_per_worker,
-                        on_record, todo, previous, guard)
+                        on_record, todo, previous, guard, early_stop)
     except ServerUnresponsive:
         if started_ray:
             _quietly(ray.shutdown)
@@ -243,7 +279,7 @@ def _run(ray, plan: Plan, policy_name: str, options: PolicyOptions, settings: Ru
          workers: int, gpus_per_worker: float,
          on_record: Callable[[EpisodeRecord], None] | None,
          todo: list[tuple[EpisodeSpec, int]], previous: list[EpisodeRecord],
-         guard: _SignalGuard) -> list[EpisodeRecord]:
+         guard: _SignalGuard, early_stop: EarlyStop | None = None) -> list[EpisodeRecord]:
     from ray.exceptions import RayActorError, WorkerCrashedError
 
     actor_cls = ray.remote(EpisodeWorker)
@@ -257,7 +293,8 @@ def _run(ray, plan: Plan, policy_name: str, options: PolicyOptions, settings: Ru
         return actor_cls.options(num_cpus=1, num_gpus=gpus_per_worker, max_restarts=0).remote(
             policy_name, worker_options, settings, index)
 
-    queue = TaskQueue(todo)
+    queue = TaskQueue(todo) if early_stop is None else ScheduleQueue(todo)
+    stopping = False
     n_workers = min(workers, len(todo))
     actors = [start(i) for i in range(n_workers)]
     current: list[TaskKey | None] = [None] * n_workers
@@ -273,6 +310,8 @@ def _run(ray, plan: Plan, policy_name: str, options: PolicyOptions, settings: Ru
         current[index], served[index] = None, 0
 
     def dispatch(index: int) -> None:
+        if stopping:
+            return  # the verdict is in: running episodes finish, no new ones start
         item = queue.pop_for(current[index])
         if item is None:
             return
@@ -315,11 +354,17 @@ def _run(ray, plan: Plan, policy_name: str, options: PolicyOptions, settings: Ru
                     recycle(index)
                 if retryable(record) and attempt < settings.max_attempts:
                     queue.push_front(spec, attempt + 1)
-                # Hand the worker its next episode before the (fsynced) write, so it never waits
-                # on the disk; a crash in between only loses a record that resume re-runs.
-                dispatch(index)
-                with guard.deferred():
-                    sink.accept(record)
+                if early_stop is None:
+                    # Hand the worker its next episode before the (fsynced) write, so it never
+                    # waits on the disk; a crash in between only loses a record resume re-runs.
+                    dispatch(index)
+                    with guard.deferred():
+                        sink.accept(record)
+                else:  # the gate sees the record before anything new starts
+                    with guard.deferred():
+                        sink.accept(record)
+                    stopping = stopping or early_stop.observe(record)
+                    dispatch(index)
         finally:
             for actor in actors:
                 try:

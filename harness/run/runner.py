@@ -20,6 +20,7 @@ from harness.store.manifest import (MANIFEST_FILE, build_manifest, policy_hash,
 from harness.plan import Plan, digest
 from harness.policy import Policy, policy_device
 from harness.run.progress import RunProgress
+from harness.run.stopping import EarlyStop
 from harness.records import (EpisodeRecord, RecordWriter, latest_attempts, read_records,
                              retryable, stops_the_run)
 from harness.store.folder import PLAN_FILE, expected_records
@@ -160,10 +161,15 @@ class EpisodeSession:
 
 
 def run_serial(plan: Plan, policy: Policy, settings: RunSettings,
-               on_record: Callable[[EpisodeRecord], None] | None = None) -> list[EpisodeRecord]:
-    """Evaluate every pending episode of the plan in-process, in plan order."""
+               on_record: Callable[[EpisodeRecord], None] | None = None,
+               early_stop: EarlyStop | None = None) -> list[EpisodeRecord]:
+    """Evaluate every pending episode of the plan in-process, in plan order (or the early
+    stop's order, until it says stop)."""
     previous = read_records(settings.run_dir)
     todo = pending(plan, previous, settings.max_attempts)
+    if early_stop is not None:
+        early_stop.resume(previous)
+        todo = [] if early_stop.decided else early_stop.order(todo)
     session = EpisodeSession(policy, settings, worker=f"serial-{os.getpid()}")
     done_before = len(plan) - len(todo)
     with RecordWriter(settings.run_dir) as writer, \
@@ -179,6 +185,8 @@ def run_serial(plan: Plan, policy: Policy, settings: RunSettings,
                     raise ServerUnresponsive(record.error.split("\n")[0].partition(": ")[2])
                 if retryable(record) and attempt < settings.max_attempts:
                     todo.insert(0, (spec, attempt + 1))  # same seed, next attempt
+                if early_stop is not None and early_stop.observe(record):
+                    break
         finally:
             session.close_env()
     return sink.records

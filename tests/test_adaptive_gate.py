@@ -1,0 +1,114 @@
+"""`wam-eval run --gate-against`: the candidate runs in rounds against a baseline of the same
+plan and stops as soon as the sequential gate proves a regression; through the CLI, with the
+serial and the Ray runner, and on resume."""
+
+import json
+
+import pytest
+
+from harness.cli import main
+from harness.gate.adaptive import ROUNDS_FILE, SCHEDULE_FILE, VERDICT_FILE, AdaptiveGate
+from harness.gate.policy import GatePolicy
+from harness.plan import build_plan
+from harness.records import read_records
+from harness.errors import UsageError
+
+SELECTION = ["--suite", "toy", "--tasks", "0:4", "--episodes", "0:10"]
+PLANNED = 40
+
+
+def _run(out, policy, *extra):
+    return main(["run", *SELECTION, "--policy", policy, "--runner", "serial", "--quiet",
+                 "--no-report", "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    base = tmp_path_factory.mktemp("gate") / "base"
+    assert _run(base, "toy") == 0
+    return base
+
+
+def test_a_regression_stops_the_run_early_with_fail(baseline, tmp_path, capsys):
+    cand = tmp_path / "cand"
+    assert _run(cand, "noop", "--gate-against", str(baseline)) == 1
+    verdict = json.loads((cand / VERDICT_FILE).read_text())
+    assert verdict["decision"] == "FAIL" and verdict["round"] < 10
+    records = read_records(cand)
+    # only whole rounds ran (serial: nothing in flight at the stop), in schedule order
+    schedule = json.loads((cand / SCHEDULE_FILE).read_text())
+    ran = [r.episode_key for r in records]
+    assert ran == [k for rnd in schedule["rounds"][: verdict["round"]] for k in rnd]
+    assert len(ran) == verdict["episodes"] < PLANNED
+    rounds = [json.loads(line) for line in (cand / ROUNDS_FILE).read_text().splitlines()]
+    assert [r["round"] for r in rounds] == list(range(1, verdict["round"] + 1))
+    assert rounds[-1]["e_value"] >= 100 > rounds[-2]["e_value"]
+    assert "gate: FAIL at round" in capsys.readouterr().err
+    # `compare` reads the stopped run: the sequential verdict, its confidence sequence, savings
+    assert main(["compare", str(baseline), str(cand)]) == 1
+    text = capsys.readouterr().out
+    assert "adaptive gate: FAIL" in text and f"{PLANNED - len(ran)} not run" in text
+    assert "confidence sequence" in text
+    # a resume of a decided run runs nothing and gives the same exit code
+    assert _run(cand, "noop", "--gate-against", str(baseline)) == 1
+    assert len(read_records(cand)) == len(ran)
+
+
+def test_an_unchanged_candidate_runs_to_the_end_and_passes(baseline, tmp_path, capsys):
+    cand = tmp_path / "same"
+    assert _run(cand, "toy", "--gate-against", str(baseline)) == 0
+    assert len(read_records(cand)) == PLANNED and not (cand / VERDICT_FILE).exists()
+    assert len((cand / ROUNDS_FILE).read_text().splitlines()) == 10
+    out = capsys.readouterr().out
+    assert "No regression" in out and "no early verdict after 10 of 10 rounds" in out
+    assert "α = 0.04" in out  # the fixed gate judges at alpha - alpha_1
+
+
+def test_the_ray_runner_stops_too(baseline, tmp_path):
+    pytest.importorskip("ray")
+    cand = tmp_path / "ray"
+    assert main(["run", *SELECTION, "--policy", "noop", "--runner", "ray", "--workers", "2",
+                 "--quiet", "--no-report", "--out", str(cand), "--gate-against",
+                 str(baseline)]) == 1
+    verdict = json.loads((cand / VERDICT_FILE).read_text())
+    keys = {r.episode_key for r in read_records(cand)}
+    schedule = json.loads((cand / SCHEDULE_FILE).read_text())
+    decided = {k for rnd in schedule["rounds"][: verdict["round"]] for k in rnd}
+    # every gated round ran and the verdict is the serial runner's (rounds fold in schedule
+    # order, whatever order Ray finishes them in); episodes of later rounds that a fast worker
+    # ran while a slow one finished an earlier round are recorded but not gated
+    assert decided <= keys and len(keys) < PLANNED
+    assert verdict["round"] == 3 and verdict["decision"] == "FAIL"
+
+
+def test_resume_folds_the_same_rounds_and_refuses_another_schedule(baseline, tmp_path):
+    plan = build_plan(["toy"], tasks="0:4", episodes="0:10")
+    assert _run(tmp_path / "c", "noop", "--gate-against", str(baseline)) == 1
+    records = read_records(tmp_path / "c")
+    first = (tmp_path / "c" / ROUNDS_FILE).read_text()
+    again = AdaptiveGate(plan, baseline, GatePolicy(), tmp_path / "c")
+    again.resume(records)
+    assert again.decided and (tmp_path / "c" / ROUNDS_FILE).read_text() == first
+    other = AdaptiveGate(plan, baseline, GatePolicy(seed=1), tmp_path / "c")
+    with pytest.raises(UsageError, match="another schedule"):
+        other.resume(records)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--gate", "g.yml"], "--gate sets the adaptive gate of --gate-against"),
+    (["--gate-against", "nowhere"], "no such run folder"),
+])
+def test_bad_gate_flags_are_one_line_and_write_nothing(tmp_path, capsys, flags, message):
+    out = tmp_path / "never"
+    assert _run(out, "noop", *flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists()
+
+
+def test_a_baseline_of_another_plan_is_refused(baseline, tmp_path, capsys):
+    out = tmp_path / "other"
+    assert main(["run", "--suite", "toy", "--tasks", "0:2", "--episodes", "0:10", "--policy",
+                 "noop", "--runner", "serial", "--quiet", "--no-report", "--out", str(out),
+                 "--gate-against", str(baseline)]) == 2
+    assert "the baseline ran plan" in capsys.readouterr().err and not out.exists()
