@@ -25,6 +25,7 @@ BENCHMARKS = {
     "protocol": ["benchmarks.bench_protocol", "--requests", "200"],
     "batching": ["benchmarks.bench_batching"],
     "recycle": ["benchmarks.bench_recycle"],
+    "gate_sequential": ["benchmarks.bench_gate_sequential"],
 }
 
 

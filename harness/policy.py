@@ -16,12 +16,38 @@ import numpy as np
 from harness.errors import UsageError
 from harness.observation import ObservationRequest
 from harness.registry import Registry
+from harness.schema import Config, parse
 from harness.specs import EpisodeSpec
 
 Observation = dict[str, Any]
 # The variant every speedup is measured against (the LingBot-VA teacher at its full NFE):
 # one name for the variants, latency records and the reporter.
 TEACHER = "lingbot-va"
+
+
+class VariantIdentity(Config):
+    """What a WAM variant is in the paper's terms. ``policies.variants`` writes these fields
+    into the policy config (and so the manifest); the reporter reads them back with
+    :meth:`of` and never parses a name."""
+
+    variant: str
+    paper_label: str
+    method_id: str                 # the method's id in results/paper/*.csv
+    family: str                    # robotwin | libero
+    nfe_video: int                 # what ran
+    nfe_action: int
+    paper_nfe_video: int           # the NFE of the paper row it is compared with
+    paper_nfe_action: int
+    paper_protocol: str | None = None
+
+    @classmethod
+    def of(cls, policy_config: dict[str, Any]) -> "VariantIdentity | None":
+        """The identity in a policy config, None for a policy that is no variant."""
+        if "method_id" not in policy_config:
+            return None
+        fields = {k: policy_config.get(k) for k in cls.model_fields if k in policy_config}
+        return parse(cls, fields, "the manifest's policy config",
+                     "it was written by another wam-eval version: re-run it")
 
 
 @dataclass

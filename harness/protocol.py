@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from harness.errors import UsageError
 from harness.registry import closest
+from harness.schema import Config, parse
 
 PROTOCOLS_FILE = Path(__file__).with_name("protocols.yml")
 FAMILIES = ("libero", "robotwin")
@@ -24,11 +25,7 @@ SUCCESS_CHECKS = ("step", "chunk")
 SAMPLERS = ("paper", "scheduler")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LoopSemantics(_Strict):
+class LoopSemantics(Config):
     """What the episode loop does at the step limit and when it reads success."""
 
     step_limit: Literal["step", "chunk_start"] = "step"
@@ -62,7 +59,7 @@ class RoboTwinProtocol(LoopSemantics):
         return kind if isinstance(kind, str) else kind[split]
 
 
-class Protocol(_Strict):
+class Protocol(Config):
     name: str
     description: str
     sampler: Literal["paper", "scheduler"] = "paper"
@@ -74,7 +71,7 @@ class Protocol(_Strict):
         return [f for f in FAMILIES if getattr(self, f) is not None]
 
 
-class ProtocolBook(_Strict):
+class ProtocolBook(Config):
     defaults: dict[str, str]
     protocols: dict[str, Protocol]
 
@@ -83,13 +80,9 @@ def parse_protocols(data: Any, where: str = "<protocols>") -> ProtocolBook:
     if not isinstance(data, dict) or data.get("format") != 1:
         raise UsageError(f"{where}: expected a mapping with format: 1")
     raw = data.get("protocols") or {}
-    try:
-        book = ProtocolBook(defaults=data.get("defaults") or {},
-                            protocols={name: {"name": name, **(body or {})}
-                                       for name, body in raw.items()})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UsageError(f"{where}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    book = parse(ProtocolBook, {"defaults": data.get("defaults") or {},
+                                "protocols": {name: {"name": name, **(body or {})}
+                                              for name, body in raw.items()}}, where)
     for family, name in book.defaults.items():
         if name not in book.protocols or getattr(book.protocols[name], family, None) is None:
             raise UsageError(f"{where}: default protocol {name!r} defines no {family} settings")

@@ -1,22 +1,14 @@
-"""One record per finished episode, appended durably to ``episodes.jsonl``.
-
-Each line is written in one ``write`` call, flushed and fsynced, so a crash loses at most the
-episode in flight; a torn last line is detected on read and dropped with a warning. Any other
-unreadable line, or a record of another plan or policy, is refused with one line naming it;
-``wam-eval repair RUN_DIR`` (:func:`repair_records`) moves such lines to
-``episodes.rejected.jsonl`` and keeps every good record.
+"""One record per finished episode (a line of a run folder's ``episodes.jsonl``), and the
+rules every runner and reader share: which outcome is scored, which failure is retried,
+which stops the run. Writing, reading and repairing the file: :mod:`harness.store.records_file`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import warnings
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable
 
-from harness.errors import DeterministicEnvError, ServerUnresponsive, UsageError
+from harness.errors import DeterministicEnvError, ServerUnresponsive
 
 END_REASONS = ("success", "timeout", "policy_error", "env_error")
 EPISODES_FILE = "episodes.jsonl"
@@ -67,151 +59,6 @@ class EpisodeRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _manifest_policy_hash(run_dir: Path) -> str:
-    try:
-        return str(json.loads((run_dir / "manifest.json").read_text()).get("policy_config_hash") or "")
-    except (OSError, ValueError, AttributeError):
-        return ""
-
-
-class RecordWriter:
-    """Appends records to a run's episodes file, one durable line each, stamped with the
-    run's policy hash so a reader can tell them from another run's."""
-
-    def __init__(self, run_dir: Path, policy_hash: str = ""):
-        self.path = Path(run_dir) / EPISODES_FILE
-        self.policy_hash = policy_hash or _manifest_policy_hash(Path(run_dir))
-        self._file = open(self.path, "a", encoding="utf-8")
-
-    def append(self, record: EpisodeRecord) -> None:
-        if self.policy_hash:
-            record.policy_hash = self.policy_hash
-        line = json.dumps(record.to_dict(), separators=(",", ":"), allow_nan=False) + "\n"
-        self._file.write(line)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> "RecordWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Expected(NamedTuple):
-    """What a run folder's records must be: its plan, its policy, its episodes."""
-
-    plan_id: str
-    policy_hash: str | None
-    keys: frozenset[str] | None
-
-
-class CorruptRecords(UsageError):
-    """A line of episodes.jsonl is unreadable or foreign (exit 2; `wam-eval repair`)."""
-
-
-def _problem(line: bytes, expected: Expected | None) -> tuple[EpisodeRecord | None, str | None]:
-    """A line -> (its record, None) or (None, what is wrong with it)."""
-    try:
-        data = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, f"not JSON ({exc})"
-    if not isinstance(data, dict):
-        return None, f"a JSON {type(data).__name__}, not a record"
-    try:
-        record = EpisodeRecord.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        return None, f"not a record ({exc})"
-    if expected is not None:
-        if record.plan_id != expected.plan_id:
-            return None, f"a record of plan {record.plan_id}, not this run's {expected.plan_id}"
-        if expected.policy_hash and record.policy_hash and record.policy_hash != expected.policy_hash:
-            return None, (f"a record of policy {record.policy_hash}, not this run's "
-                          f"{expected.policy_hash}")
-        if expected.keys is not None and record.episode_key not in expected.keys:
-            return None, f"episode {record.episode_key} is not in this run's plan"
-    return record, None
-
-
-def _scan(path: Path, expected: Expected | None):
-    """(records, their raw lines, bad lines as (number, reason, raw), bytes before a torn last
-    line or None)."""
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    records, good, bad = [], [], []
-    offset = 0
-    torn_at = None
-    last_content = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-    for index, line in enumerate(lines):
-        if line.strip():
-            record, reason = _problem(line, expected)
-            if record is not None:
-                records.append(record)
-                good.append(line)
-            elif index == last_content and not raw.endswith(b"\n") and reason.startswith("not JSON"):
-                torn_at = offset  # a crash mid-write: the last line has no newline yet
-            else:
-                bad.append((index + 1, reason, line))
-        offset += len(line) + 1
-    return records, good, bad, torn_at
-
-
-def read_records(run_dir: Path, repair: bool = False,
-                 expected: Expected | None = None) -> list[EpisodeRecord]:
-    """All records of a run. A torn final line (a crash mid-write) is dropped with a warning,
-    and with ``repair`` cut from the file so appends continue on a clean line. Any other
-    unreadable line, or (given ``expected``) a record of another plan, policy or episode, is
-    a :class:`CorruptRecords` naming the first such line and the repair command."""
-    path = Path(run_dir) / EPISODES_FILE
-    if not path.exists():
-        return []
-    records, _, bad, torn_at = _scan(path, expected)
-    if bad:
-        number, reason, _ = bad[0]
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise CorruptRecords(f"{path}:{number}: {reason}{more}: run `wam-eval repair "
-                             f"{Path(run_dir)}` to move such lines to {REJECTED_FILE}")
-    if torn_at is not None:
-        warnings.warn(f"{path}: dropped a torn last line (a crash mid-write)")
-        if repair:
-            with open(path, "r+b") as handle:
-                handle.truncate(torn_at)
-    return records
-
-
-def repair_records(run_dir: Path, expected: Expected | None = None) -> tuple[int, int]:
-    """Move every unusable line of a run's episodes file (unreadable, torn, or not this run's
-    when ``expected`` is given) to ``episodes.rejected.jsonl``, each with its line number
-    and reason, and keep every good record in place. Returns (kept, moved)."""
-    path = Path(run_dir) / EPISODES_FILE
-    if not path.exists():
-        return 0, 0
-    records, good, bad, torn_at = _scan(path, expected)
-    if torn_at is not None:
-        bad.append((path.read_bytes()[:torn_at].count(b"\n") + 1, "torn last line",
-                    path.read_bytes()[torn_at:]))
-    if not bad:
-        return len(records), 0
-    rejected = Path(run_dir) / REJECTED_FILE
-    with open(rejected, "a", encoding="utf-8") as side:
-        for number, reason, line in bad:
-            side.write(json.dumps({"line": number, "reason": reason,
-                                   "text": line.decode("utf-8", "replace")}) + "\n")
-        side.flush()
-        os.fsync(side.fileno())
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for line in good:  # byte for byte as written
-            handle.write(line.decode("utf-8") + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return len(records), len(bad)
-
-
 def retryable(record: EpisodeRecord) -> bool:
     """An infrastructure failure worth another attempt: not one that fails the same way every
     time (:class:`harness.errors.DeterministicEnvError`)."""
@@ -234,23 +81,3 @@ def latest_attempts(records: Iterable[EpisodeRecord]) -> dict[str, EpisodeRecord
         if prev is None or record.attempt >= prev.attempt:
             out[record.episode_key] = record
     return out
-
-
-def read_latency_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The rows of a ``latency.jsonl``; a torn last line (a crash mid-write) is skipped."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break
-            from harness.errors import DeterministicEnvError, ServerUnresponsive, UsageError
-            raise UsageError(f"{path}:{number}: unreadable latency record") from None
-    return rows

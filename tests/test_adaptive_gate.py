@@ -10,7 +10,7 @@ from harness.cli import main
 from harness.gate.adaptive import ROUNDS_FILE, SCHEDULE_FILE, VERDICT_FILE, AdaptiveGate
 from harness.gate.policy import GatePolicy
 from harness.plan import build_plan
-from harness.records import read_records
+from harness.store.records_file import read_records
 from harness.errors import UsageError
 
 SELECTION = ["--suite", "toy", "--tasks", "0:4", "--episodes", "0:10"]

@@ -19,7 +19,8 @@ from harness.store.manifest import write_json_atomic
 from harness.plan import Plan, digest
 from harness.gate.power import (mcnemar_exact_power, n_mcnemar_connor, n_mcnemar_exact,
                            n_two_proportions, power_main, power_table)
-from harness.records import EpisodeRecord, RecordWriter
+from harness.records import EpisodeRecord
+from harness.store.records_file import RecordWriter
 from harness.specs import EpisodeSpec
 
 TASKS, EPISODES = 10, 100

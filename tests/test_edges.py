@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import read_records
+from harness.store.records_file import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -28,3 +28,24 @@ def test_degraded_oracle_is_flagged_where_it_got_worse(tmp_path):
     assert junit.count("<failure") >= len(flagged)
     # the same plan against itself passes
     assert main(["compare", str(base), str(base)]) == 0
+
+
+GATED = ["--suite", "libero_spatial", "--tasks", "0:4", "--episodes", "0:5"]
+
+
+@pytest.mark.sim
+def test_adaptive_gate_stops_the_degraded_oracle_early_and_passes_the_oracle(tmp_path):
+    """`run --gate-against` on real LIBERO: the degraded oracle stops with FAIL before the plan
+    ends; the oracle against itself runs every round and passes."""
+    base = tmp_path / "oracle"
+    common = ["--policy", "libero_oracle", "--workers", "2", "--quiet", "--no-report", *GATED]
+    assert main(["run", *common, "--out", str(base)]) == 0
+    noisy = tmp_path / "noisy"
+    assert main(["run", *common, "--policy-opt", "action_noise=2.0", "--out", str(noisy),
+                 "--gate-against", str(base)]) == 1
+    verdict = json.loads((noisy / "gate_verdict.json").read_text())
+    assert verdict["decision"] == "FAIL" and verdict["round"] < 5 and verdict["saved_episodes"] > 0
+    same = tmp_path / "same"
+    assert main(["run", *common, "--out", str(same), "--gate-against", str(base)]) == 0
+    assert not (same / "gate_verdict.json").exists()
+    assert len((same / "gate_rounds.jsonl").read_text().splitlines()) == 5

@@ -14,7 +14,7 @@ ray = pytest.importorskip("ray")
 
 from harness.plan import build_plan  # noqa: E402
 from harness.policy import PolicyOptions, make_policy  # noqa: E402
-from harness.records import read_records  # noqa: E402
+from harness.store.records_file import read_records  # noqa: E402
 from harness.run.runner import RunSettings, open_run, run_serial  # noqa: E402
 from harness.run.ray_runner import run_ray  # noqa: E402
 

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from harness.records import (CorruptRecords, EpisodeRecord, Expected, RecordWriter,
-                             latest_attempts, read_records, repair_records)
+from harness.records import EpisodeRecord, latest_attempts
+from harness.store.records_file import (CorruptRecords, Expected, RecordWriter, read_records,
+                                        repair_records)
 
 
 def make_record(key="toy/00/start/0000", attempt=1, reason="success", **kw):

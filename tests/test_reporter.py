@@ -45,11 +45,11 @@ def paper():
     return load_all()
 
 
-def policy_config(variant, label, nfe, family="robotwin"):
-    """What policies.variants.describe_variant puts in a manifest (the fields the reporter reads)."""
-    return {"name": variant, "variant": variant, "paper_label": label, "paper_nfe": f"{nfe[0]}v/{nfe[1]}a",
-            "suite": family, "family": family, "nfe_video": nfe[0], "nfe_action": nfe[1],
-            "nfe_matches_paper": True}
+def policy_config(variant, family="robotwin"):
+    """What a variant's run puts in its manifest: the real policies.variants description."""
+    from policies.variants import resolve
+
+    return {"name": variant, **resolve(variant, family).describe()}
 
 
 def write_synthetic_run(run_dir, rows, config, *, device="NVIDIA H100 80GB HBM3", latency=None,
@@ -91,7 +91,9 @@ def write_synthetic_run(run_dir, rows, config, *, device="NVIDIA H100 80GB HBM3"
         "format": 1, "run_id": run_dir.name, "plan_id": "synthetic", "n_episodes": len(specs),
         "suites": sorted({r[0] for r in rows}), "policy": config, "policy_config_hash": digest(config),
         "checkpoint": None, "git_sha": "0" * 40,
-        "protocol": {"name": protocol} if protocol else None})
+        # by default the protocol its paper numbers came from, as a reproduction would run
+        "protocol": {"name": protocol or config.get("paper_protocol")}
+        if protocol or config.get("paper_protocol") else None})
     if videos:
         (run_dir / "videos").mkdir(exist_ok=True)
         for spec in specs[:3]:
@@ -117,7 +119,7 @@ def table8_runs(paper, tmp_path_factory):
     runs = []
     for i, ((method, _, nv, na), (variant, label)) in enumerate(TABLE8_VARIANTS.items()):
         runs.append(write_synthetic_run(root / variant, table8_rows(paper, method),
-                                        policy_config(variant, label, (nv, na)),
+                                        policy_config(variant),
                                         horizon_in_plan=i % 2 == 0))
     return runs
 
@@ -186,7 +188,7 @@ def test_infra_errors_are_left_out_of_the_rate():
 def test_columnar_loader_matches_the_record_reader(tmp_path):
     rows = [("robotwin", t, name, split, None, 3, 6) for t, name in ((0, "adjust_bottle"), (2, "blocks_ranking_rgb"))
             for split in ("clean", "randomized")]
-    run = write_synthetic_run(tmp_path / "run", rows, policy_config("flashwam-1v1a", "Flash-WAM", (1, 1)),
+    run = write_synthetic_run(tmp_path / "run", rows, policy_config("flashwam-1v1a"),
                               latency={"video": 10.0, "action": 5.0, "total": 16.5})
     lines = (run / "episodes.jsonl").read_text().splitlines()
     retry = json.loads(lines[4])  # a timeout retried as a success: the last attempt wins
@@ -209,16 +211,18 @@ def test_columnar_loader_matches_the_record_reader(tmp_path):
 
 
 def test_run_identity_from_the_manifest():
-    ident = run_identity({"policy": policy_config("videolcm-1v50a", "Video-only LCM", (1, 50))
-                          | {"paper_nfe": "1v/1a", "nfe_matches_paper": False}}, "/x/run")
+    ident = run_identity({"policy": policy_config("videolcm-1v50a")}, "/x/run")
     assert (ident["method_id"], ident["nfe_video"], ident["nfe_action"]) == ("videolcm", 1, 1)
     assert (ident["run_nfe_video"], ident["run_nfe_action"]) == (1, 50)
-    teacher = run_identity({"policy": policy_config("lingbot-va", "LingBot-VA*", (25, 50))})
+    teacher = run_identity({"policy": policy_config("lingbot-va")})
     assert teacher["is_teacher"] and teacher["method_id"] == "lingbot-va"
     bare = run_identity({"policy": {"name": "noop"}}, "/x/run")
     assert (bare["label"], bare["method_id"], bare["nfe_video"]) == ("noop", "noop", None)
-    steps = run_identity({"policy": {"name": "naive-joint-lcm-1v2a"}})
-    assert (steps["method_id"], steps["nfe_video"], steps["nfe_action"]) == ("naive-joint-lcm", 1, 2)
+    # a name is never parsed: a policy config without the variant's identity has no NFE
+    named = run_identity({"policy": {"name": "naive-joint-lcm-1v2a"}})
+    assert (named["method_id"], named["nfe_video"]) == ("naive-joint-lcm-1v2a", None)
+    with pytest.raises(UsageError, match="nfe_video"):  # a damaged identity is refused
+        run_identity({"policy": {**policy_config("lingbot-va"), "nfe_video": "25"}})
 
 
 # ------------------------------------------------------------------------------------------
@@ -327,7 +331,7 @@ def test_significant_differences_are_marked(tmp_path, paper):
     and each per-task cell exactly where the two-proportion z-test says so."""
     rows = table8_rows(paper, "Flash-WAM (1v/1a)")
     worse = [(s, t, n, sp, h, max(k - 10, 0), e) for s, t, n, sp, h, k, e in rows]
-    run = write_synthetic_run(tmp_path / "worse", worse, policy_config("flashwam-1v1a", "Flash-WAM", (1, 1)))
+    run = write_synthetic_run(tmp_path / "worse", worse, policy_config("flashwam-1v1a"))
     tables = build_tables(load_results([run]), paper=paper, names=("table1", "table8"))
     clean = tables["table1"].cells.set_index("col_key").loc["clean"]
     assert clean["significant"] and clean["z"] < -5 and clean["diff"] == pytest.approx(-10.0, abs=0.5)
@@ -356,7 +360,7 @@ def test_table2_from_libero_runs(tmp_path, paper):
             for task in range(10):
                 rows.append((suite, task, f"{suite}_task{task}", "init", None,
                              total // 10 + (1 if task < total % 10 else 0), 50))
-        runs.append(write_synthetic_run(tmp_path / variant, rows, policy_config(variant, label, nfe, "libero")))
+        runs.append(write_synthetic_run(tmp_path / variant, rows, policy_config(variant, "libero")))
     tables = build_tables(load_results(runs), paper=paper, names=("table2",))
     cells = tables["table2"].cells.set_index(["run", "col_key"])
     flash = cells.loc["Flash-WAM 1v/2a"]
@@ -371,7 +375,7 @@ def test_the_paper_is_compared_only_with_runs_of_its_protocol(tmp_path, paper):
     rows = [(suite, task, f"{suite}_task{task}", "init", None, 45, 50)
             for suite in ("libero_spatial", "libero_object", "libero_goal", "libero_10")
             for task in range(10)]
-    config = {**policy_config("flashwam-1v2a", "Flash-WAM", (1, 2), "libero"),
+    config = {**policy_config("flashwam-1v2a", "libero"),
               "paper_protocol": "lingbot-va"}
     openpi = write_synthetic_run(tmp_path / "openpi", rows, config, protocol="openpi")
     tables = build_tables(load_results([openpi]), paper=paper, names=("table2",))
@@ -391,7 +395,7 @@ def test_an_incomplete_run_is_marked_and_kept_away_from_the_paper(tmp_path, pape
     rows = [(suite, task, f"{suite}_task{task}", "init", None, 45, 50)
             for suite in ("libero_spatial", "libero_object", "libero_goal", "libero_10")
             for task in range(10)]
-    config = policy_config("flashwam-1v2a", "Flash-WAM", (1, 2), "libero")
+    config = policy_config("flashwam-1v2a", "libero")
     run = write_synthetic_run(tmp_path / "run", rows, config,
                               errors={(3, "init"): [(49, "env_error")]})
     table = build_tables(load_results([run]), paper=paper, names=("table2",))["table2"]
@@ -418,7 +422,7 @@ def test_an_incomplete_run_is_marked_and_kept_away_from_the_paper(tmp_path, pape
 
 def test_planned_tasks_without_records_make_the_run_incomplete(tmp_path, paper):
     rows = [("libero_spatial", task, f"t{task}", "init", None, 10, 10) for task in range(2)]
-    config = policy_config("flashwam-1v2a", "Flash-WAM", (1, 2), "libero")
+    config = policy_config("flashwam-1v2a", "libero")
     run = write_synthetic_run(tmp_path / "run", rows, config)
     plan = json.loads((run / "plan.json").read_text())
     extra = [dict(e, task_id=2, task_name="t2") for e in plan["episodes"][:10]]
@@ -468,11 +472,11 @@ def test_speedup_only_against_the_teacher_on_the_same_device(tmp_path):
     teacher = {"video": 3600.0, "action": 4500.0, "total": 8200.0}
     student = {"video": 150.0, "action": 180.0, "total": 350.0}
     runs = [
-        write_synthetic_run(tmp_path / "teacher", rows, policy_config("lingbot-va", "LingBot-VA*", (25, 50)),
+        write_synthetic_run(tmp_path / "teacher", rows, policy_config("lingbot-va"),
                             device="NVIDIA L40S", latency=teacher),
-        write_synthetic_run(tmp_path / "student-l40s", rows, policy_config("flashwam-1v1a", "Flash-WAM", (1, 1)),
+        write_synthetic_run(tmp_path / "student-l40s", rows, policy_config("flashwam-1v1a"),
                             device="NVIDIA L40S", latency=student),
-        write_synthetic_run(tmp_path / "student-h100", rows, policy_config("flashwam-1v2a", "Flash-WAM", (1, 2)),
+        write_synthetic_run(tmp_path / "student-h100", rows, policy_config("flashwam-1v2a"),
                             device="NVIDIA H100", latency={"video": 100.0, "action": 120.0, "total": 230.0}),
     ]
     results = load_results(runs)
@@ -510,7 +514,7 @@ def report_run(tmp_path_factory, paper):
     """~4,000 episodes: 20 RoboTwin tasks x 2 splits x 100, some policy errors, videos."""
     root = tmp_path_factory.mktemp("report")
     rows = [r for r in table8_rows(paper, "Flash-WAM (1v/2a)") if r[1] < 20]
-    run = write_synthetic_run(root / "flashwam-1v2a", rows, policy_config("flashwam-1v2a", "Flash-WAM", (1, 2)),
+    run = write_synthetic_run(root / "flashwam-1v2a", rows, policy_config("flashwam-1v2a"),
                               latency={"video": 120.0, "action": 200.0, "total": 340.0}, videos=True,
                               errors={(0, "clean"): [(98, "policy_error")], (2, "randomized"): [(99, "env_error")]})
     keyframes = run / "keyframes" / "robotwin_00_clean_0099"
@@ -554,9 +558,9 @@ def test_plots_latency_and_frontier(tmp_path, paper):
     from harness.report import plots
 
     rows = [("robotwin", 0, "adjust_bottle", "clean", 1, 90, 100), ("robotwin", 0, "adjust_bottle", "randomized", 1, 85, 100)]
-    runs = [write_synthetic_run(tmp_path / "t", rows, policy_config("lingbot-va", "LingBot-VA*", (25, 50)),
+    runs = [write_synthetic_run(tmp_path / "t", rows, policy_config("lingbot-va"),
                                 device="NVIDIA L40S", latency={"video": 3550.0, "action": 4550.0, "total": 8150.0}),
-            write_synthetic_run(tmp_path / "s", rows, policy_config("flashwam-1v1a", "Flash-WAM", (1, 1)),
+            write_synthetic_run(tmp_path / "s", rows, policy_config("flashwam-1v1a"),
                                 device="NVIDIA L40S", latency={"video": 150.0, "action": 180.0, "total": 350.0})]
     results = load_results(runs)
     aggs = compute(results)

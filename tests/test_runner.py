@@ -6,7 +6,7 @@ from harness.run.episode import run_episode
 from harness.errors import UsageError
 from harness.plan import build_plan
 from harness.policy import PolicyOptions, make_policy
-from harness.records import read_records
+from harness.store.records_file import read_records
 from harness.run.runner import RunSettings, open_run, run_serial
 from suites.toy import ToySuite
 

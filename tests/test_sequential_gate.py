@@ -11,24 +11,18 @@ import pytest
 
 from harness.gate import sequential as S
 from harness.gate.policy import GatePolicy
-from harness.gate.stats import gate_statistics
+from harness.gate.power import fixed_gate_fails, sequential_savings
 
 ALPHA, ALPHA_1 = 0.05, 0.01
 SHAPES = {"robotwin": (50, 100), "libero": (40, 50)}  # tasks x episodes per task
 MARGIN = GatePolicy().allowed_drop_points / 100
 
 
-def _fixed_fail(diffs: np.ndarray, overall_only: bool) -> list[bool]:
+def _fixed_fail(diffs: np.ndarray, overall_only: bool) -> np.ndarray:
     """The fixed gate's verdict at alpha - alpha_1 on each complete simulated run: the whole
     verdict, or (where some tasks really dropped) only its test of the mean of task rates."""
-    gate = GatePolicy(alpha=ALPHA - ALPHA_1, bootstrap_resamples=400)
-    n = np.full(diffs.shape[-1], diffs.shape[1])
-    verdicts = []
-    for rep in diffs:
-        stats = gate_statistics((rep < 0).sum(0), (rep > 0).sum(0), n, gate)
-        task_fail = stats["task_regression"] and not overall_only
-        verdicts.append(bool(task_fail or stats["overall_regression"]))
-    return verdicts
+    return fixed_gate_fails(diffs, GatePolicy(alpha=ALPHA - ALPHA_1, bootstrap_resamples=400),
+                            overall_only)
 
 
 def _nulls(tasks: int) -> dict[str, tuple[np.ndarray, np.ndarray, bool]]:
@@ -58,23 +52,21 @@ def test_hybrid_false_fail_at_most_alpha_under_every_null(shape):
 
 
 def test_looking_mid_round_is_what_the_rounds_prevent():
-    """The same e-value folded episode by episode in completion order (failures take longer,
-    so in a heterogeneous null the losing tasks' episodes arrive last... or first) is not a
-    supermartingale: the guarantee needs whole rounds. Here: whole rounds stay below alpha_1
-    on a null where per-episode folding of only the dropping tasks first exceeds it."""
+    """The guarantee needs whole rounds. On a heterogeneous null (half the tasks lose 25
+    points, half gain 25), the same e-value folded one episode at a time, with the losing
+    tasks' episodes first (as when their failures happen to finish first), crosses 1/alpha_1
+    far more often than alpha_1; folded in whole rounds it stays below."""
     tasks, episodes, reps = 20, 30, 1000
     half = np.full(tasks, 0.5)
     swing = np.where(np.arange(tasks) < tasks // 2, -0.25, 0.25)
     diffs = S.simulate_pairs(half, half + swing, episodes, reps, seed=7, pairing=0.8)
     rounds_rate = np.mean(S.first_crossing(S.log_e_path(diffs, 0.0), ALPHA_1) > 0)
-    # completion order that favours the losing tasks: their episodes fold first in each round
-    flat = diffs.reshape(reps, episodes * tasks)[:, :, None]
-    early_losers = np.concatenate([diffs[:, :, : tasks // 2].reshape(reps, -1),
-                                   diffs[:, :, tasks // 2:].reshape(reps, -1)], axis=1)[:, :, None]
-    losers_first = np.mean(S.first_crossing(S.log_e_path(early_losers, 0.0), ALPHA_1) > 0)
+    losers_first = np.concatenate([diffs[:, :, : tasks // 2].reshape(reps, -1),
+                                   diffs[:, :, tasks // 2:].reshape(reps, -1)], axis=1)
+    per_episode_rate = np.mean(S.first_crossing(S.log_e_path(losers_first[:, :, None], 0.0),
+                                                ALPHA_1) > 0)
     assert rounds_rate <= ALPHA_1 + 0.01
-    assert losers_first > 10 * ALPHA_1, losers_first
-    assert flat.shape[1] == episodes * tasks
+    assert per_episode_rate > 10 * ALPHA_1, per_episode_rate
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -131,3 +123,17 @@ def test_schedule_is_a_seeded_permutation_per_stratum():
     assert len(rest) == 2 and all(k.startswith("b") for k in rest)
     assert S.schedule_rounds(keys, seed=3) == (rounds, rest)
     assert S.schedule_rounds(keys, seed=4) != (rounds, rest)
+
+
+def test_power_sequential_mode_reports_the_savings(capsys):
+    result = sequential_savings(0.9, 0.10, tasks=40, episodes=50, reps=100, seed=1)
+    assert result["adaptive_fail_rate"] >= 0.95 and result["fixed_fail_rate"] >= 0.95
+    assert result["saving"] >= 4
+    from harness.cli import main
+
+    assert main(["power", "--sequential", "--baseline", "0.9", "--detect", "0.1", "--tasks", "40",
+                 "--episodes", "50", "--reps", "50"]) == 0
+    assert "fewer)" in capsys.readouterr().out
+    assert main(["power", "--sequential", "--baseline", "0.9", "--detect", "0.1",
+                 "--episodes", "50", "--sided", "two"]) == 2
+    assert main(["power", "--baseline", "0.9", "--detect", "0.1", "--episodes", "50"]) == 2

@@ -249,7 +249,8 @@ def _remove_if_only_lock(run_dir: Path, created: bool) -> None:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    from harness.records import REJECTED_FILE, repair_records
+    from harness.records import REJECTED_FILE
+    from harness.store.records_file import repair_records
     from harness.store.folder import RunLock, expected_records
 
     run_dir = Path(args.run_dir)

@@ -191,3 +191,66 @@ def power_main(baseline: float, detect: float, alpha: float = 0.05, power: float
           "the other half goes to the overall test), Holm-corrected across tasks: plan with "
           "--alpha 0.025 --sided one --tasks N.")
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Sequential mode (`wam-eval power --sequential`): the adaptive gate of `run --gate-against`
+# --------------------------------------------------------------------------------------------
+
+def fixed_gate_fails(diffs: np.ndarray, gate: Any, overall_only: bool = False) -> np.ndarray:
+    """The fixed gate's verdict on each complete simulated run (reps, episodes, tasks): the
+    whole verdict, or only its test of the mean of task rates."""
+    from harness.gate.stats import gate_statistics
+
+    n = np.full(diffs.shape[-1], diffs.shape[1])
+    out = np.zeros(diffs.shape[0], dtype=bool)
+    for i, rep in enumerate(diffs):
+        stats = gate_statistics((rep < 0).sum(0), (rep > 0).sum(0), n, gate)
+        out[i] = stats["overall_regression"] or (stats["task_regression"] and not overall_only)
+    return out
+
+
+def sequential_savings(baseline: float, drop: float, tasks: int, episodes: int, reps: int = 300,
+                       seed: int = 0, pairing: float = 0.8, gate: Any = None) -> dict[str, float]:
+    """The fixed design against the adaptive one on a plan of ``tasks`` x ``episodes``, every
+    task at ``baseline`` and the candidate ``drop`` lower (simulated, seeded): each design's
+    chance to FAIL the candidate and its mean episodes to a verdict."""
+    from harness.gate.policy import GatePolicy
+    from harness.gate.sequential import simulate_design, simulate_pairs
+
+    gate = gate or GatePolicy(bootstrap_resamples=400)
+    rates = np.full(tasks, baseline)
+    diffs = simulate_pairs(rates, rates - drop, episodes, reps, seed, pairing)
+    fixed = fixed_gate_fails(diffs, gate)
+    hybrid = simulate_design(diffs, gate.sequential_alpha, gate.allowed_drop_points / 100,
+                             fixed_gate_fails(diffs, gate.after_sequential()))
+    return {"plan_episodes": hybrid["plan_episodes"], "fixed_fail_rate": float(fixed.mean()),
+            "adaptive_fail_rate": hybrid["fail_rate"], "early_fail_rate": hybrid["early_fail_rate"],
+            "adaptive_mean_episodes": hybrid["mean_episodes"],
+            "saving": hybrid["plan_episodes"] / hybrid["mean_episodes"]}
+
+
+def sequential_main(baseline: float, drop: float, tasks: int, episodes: int, reps: int = 300,
+                    pairing: float = 0.8, seed: int = 0) -> int:
+    """``wam-eval power --sequential``: expected episodes to a verdict, fixed vs adaptive."""
+    if not 0.0 < baseline < 1.0 or not 0.0 <= drop <= baseline:
+        raise UsageError(f"bad --baseline {baseline} / --detect {drop}: give a rate in (0, 1) "
+                         f"and a drop in [0, baseline]")
+    for flag, value, low in (("--tasks", tasks, 1), ("--episodes", episodes, 2), ("--reps", reps, 10)):
+        if value < low:
+            raise UsageError(f"bad {flag} {value}: give at least {low}")
+    if not 0.0 <= pairing <= 1.0:
+        raise UsageError(f"bad --pairing {pairing}: give a probability in [0, 1], e.g. 0.8")
+    result = sequential_savings(baseline, drop, tasks, episodes, reps, seed, pairing)
+    plan = int(result["plan_episodes"])
+    print(f"Plan: {tasks} tasks x {episodes} episodes = {plan}; candidate {100 * drop:.1f} points "
+          f"below {100 * baseline:.1f}%; {reps} simulated runs (pairing {pairing:g}, seed {seed})")
+    print()
+    print(f"{'design':10s} {'P(FAIL)':>8s} {'episodes to verdict':>20s}")
+    print(f"{'fixed':10s} {result['fixed_fail_rate']:8.3f} {plan:20d}")
+    print(f"{'adaptive':10s} {result['adaptive_fail_rate']:8.3f} "
+          f"{result['adaptive_mean_episodes']:20.0f}  ({result['saving']:.1f}x fewer)")
+    print()
+    print("adaptive = `wam-eval run --gate-against`: FAIL as soon as the sequential e-value "
+          "reaches 1/0.01, else the fixed gate at alpha 0.04 on the whole run.")
+    return 0

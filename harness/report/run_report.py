@@ -7,7 +7,6 @@ never depend on the order in which episodes finished.
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +16,12 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.policy import TEACHER
-from harness.records import (END_REASONS, EPISODES_FILE, LATENCY_FILE, latest_attempts,
-                              read_latency_jsonl)
+from harness.policy import TEACHER, VariantIdentity
+from harness.records import END_REASONS, EPISODES_FILE, LATENCY_FILE, latest_attempts
+from harness.store.records_file import read_latency_jsonl
 from harness.report.markdown import markdown_table
 from harness.store.folder import RunFolder
 
-_NFE_SUFFIX = re.compile(r"-(\d+)v(\d+)a$")
 
 
 def _folder(run_dir: Path | RunFolder) -> RunFolder:
@@ -448,11 +446,6 @@ def _read_manifest(run_dir: Path | RunFolder) -> dict[str, Any]:
     return _folder(run_dir).manifest
 
 
-def _parse_nfe(text: Any) -> tuple[int, int] | None:
-    match = re.fullmatch(r"\s*(\d+)\s*v\s*/?\s*(\d+)\s*a\s*", str(text or ""))
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
 def _provenance_lines(manifest: dict[str, Any]) -> list[str]:
     """The protocol, and for a served variant what its server proved about itself."""
     lines = []
@@ -469,44 +462,27 @@ def _provenance_lines(manifest: dict[str, Any]) -> list[str]:
 
 
 def run_identity(manifest: dict[str, Any], run_dir: str | Path = "") -> dict[str, Any]:
-    """What a run is in the paper's terms, from its manifest's policy config (what
-    ``policies.variants.describe_variant`` writes: ``variant``, ``paper_label``,
-    ``paper_nfe``, ``nfe_video``/``nfe_action``, ``family``; optionally ``steps`` per suite
-    family as in ``variants.yml``), falling back to the policy name.
-
-    ``method_id``: the variant's id in the paper CSVs (``method_id`` in the manifest; for
-    manifests before it, the variant name less its ``-<v>v<a>a`` suffix).
-    ``nfe_video``/``nfe_action``: the NFE of the paper row to compare with (``paper_nfe_*``
-    where the run's own steps differ, e.g. ``videolcm-1v50a``); ``run_nfe_*``: what ran."""
+    """What a run is in the paper's terms: a variant's typed identity from its manifest's
+    policy config (:class:`harness.policy.VariantIdentity`: paper id, label, family, the NFE
+    that ran and the NFE of the paper row it compares with); any other policy is itself, with
+    no NFE. Nothing is parsed out of a name."""
     policy = manifest.get("policy") if isinstance(manifest.get("policy"), dict) else {}
-    name = str(policy.get("variant") or policy.get("name") or Path(str(run_dir)).name or "run")
-    # A variant's manifest states its paper id and both NFEs; names are parsed only for
-    # manifests written before it did.
-    suffix = _NFE_SUFFIX.search(name)
-    method_id = str(policy.get("method_id") or (name[: suffix.start()] if suffix else name))
-    ran = (policy.get("nfe_video"), policy.get("nfe_action"))
-    ran = (int(ran[0]), int(ran[1])) if all(isinstance(x, (int, float)) for x in ran) else None
-    steps = policy.get("steps") if isinstance(policy.get("steps"), dict) else None
-    family = policy.get("family") or policy.get("suite")
-    if ran is None and steps and family in steps:
-        ran = (int(steps[family]["video"]), int(steps[family]["action"]))
-    if ran is None and suffix and not policy.get("method_id"):
-        ran = (int(suffix.group(1)), int(suffix.group(2)))
-    stated = (policy.get("paper_nfe_video"), policy.get("paper_nfe_action"))
-    paper = ((int(stated[0]), int(stated[1])) if all(isinstance(x, int) for x in stated)
-             else _parse_nfe(policy.get("paper_nfe")) or ran)
-    label = str(policy.get("paper_label") or policy.get("label") or policy.get("name") or name)
-    return {"variant": name, "method_id": method_id, "label": label,
-            "family": str(family) if family else "",
-            "nfe_video": paper[0] if paper else None, "nfe_action": paper[1] if paper else None,
-            "run_nfe_video": ran[0] if ran else None, "run_nfe_action": ran[1] if ran else None,
-            "steps": steps, "is_teacher": name == TEACHER,
+    identity = VariantIdentity.of(policy)
+    name = identity.variant if identity else str(policy.get("name") or Path(str(run_dir)).name or "run")
+    return {"variant": name, "method_id": identity.method_id if identity else name,
+            "label": identity.paper_label if identity else str(policy.get("label") or name),
+            "family": identity.family if identity else str(policy.get("suite") or ""),
+            "nfe_video": identity.paper_nfe_video if identity else None,
+            "nfe_action": identity.paper_nfe_action if identity else None,
+            "run_nfe_video": identity.nfe_video if identity else None,
+            "run_nfe_action": identity.nfe_action if identity else None,
+            "is_teacher": name == TEACHER,
             "run_dir": str(run_dir), "run_id": str(manifest.get("run_id") or Path(str(run_dir)).name),
             "git_sha": manifest.get("git_sha"), "plan_id": manifest.get("plan_id"),
             "n_planned": manifest.get("n_episodes"),
             # the protocol the run used, and the one its variant's paper numbers came from
             "protocol": str((manifest.get("protocol") or {}).get("name") or ""),
-            "paper_protocol": str(policy.get("paper_protocol") or ""),
+            "paper_protocol": str((identity.paper_protocol if identity else None) or ""),
             # served variants: "verified" / "unverified" (what the server proved)
             "served_identity": str((policy.get("identity") or {}).get("status") or "")}
 

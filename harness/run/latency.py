@@ -24,7 +24,8 @@ import numpy as np
 
 from harness.errors import UsageError
 from harness.policy import TEACHER, policy_device
-from harness.records import LATENCY_FILE, read_latency_jsonl
+from harness.records import LATENCY_FILE
+from harness.store.records_file import read_latency_jsonl
 
 RECORD_FIELDS = ("variant", "paper_label", "suite", "nfe_video", "nfe_action", "device",
                  "stage", "p50_ms", "p90_ms", "mean_ms", "n", "git_sha")

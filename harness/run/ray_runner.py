@@ -28,7 +28,8 @@ from harness.plan import Plan
 from harness.policy import PolicyOptions, make_policy
 from harness.run.progress import RunProgress, verbose
 from harness.run.stopping import EarlyStop
-from harness.records import EpisodeRecord, RecordWriter, read_records, retryable, stops_the_run
+from harness.records import EpisodeRecord, retryable, stops_the_run
+from harness.store.records_file import RecordWriter, read_records
 from harness.run.runner import EpisodeSession, RecordSink, RunSettings, pending
 from harness.specs import EpisodeSpec
 

@@ -21,8 +21,8 @@ from harness.plan import Plan, digest
 from harness.policy import Policy, policy_device
 from harness.run.progress import RunProgress
 from harness.run.stopping import EarlyStop
-from harness.records import (EpisodeRecord, RecordWriter, latest_attempts, read_records,
-                             retryable, stops_the_run)
+from harness.records import EpisodeRecord, latest_attempts, retryable, stops_the_run
+from harness.store.records_file import RecordWriter, read_records
 from harness.store.folder import PLAN_FILE, expected_records
 from harness.specs import EpisodeSpec
 from harness.protocol import describe_protocol, protocol_of

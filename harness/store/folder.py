@@ -19,7 +19,8 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.store.manifest import MANIFEST_FILE, read_manifest
-from harness.records import EPISODES_FILE, EpisodeRecord, Expected, read_records
+from harness.records import EPISODES_FILE, EpisodeRecord
+from harness.store.records_file import Expected, read_records
 
 PLAN_FILE = "plan.json"
 LOCK_FILE = ".lock"

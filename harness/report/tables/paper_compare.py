@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report import aggregate as agg
-from harness.report.run_report import _NFE_SUFFIX
+from harness.report.tables.real_world import VARIANT_SUFFIX
 from harness.report.tables.model import Table
 
 NOISE_NOTE = ("cells: measured / paper (difference, points); † = difference larger than sampling "
@@ -108,8 +108,8 @@ def compare_table(table: Table, paper: Mapping[str, pd.DataFrame],
     rows = _paper_rows(paper, table.name)
     if table.name == "table3":
         ids = _method_ids(rows)
-        cells["method_id"] = [ids.get(str(m).lower(), ids.get(_NFE_SUFFIX.sub("", str(m).lower()),
-                                                              _NFE_SUFFIX.sub("", str(m).lower())))
+        cells["method_id"] = [ids.get(str(m).lower(), ids.get(VARIANT_SUFFIX.sub("", str(m).lower()),
+                                                              VARIANT_SUFFIX.sub("", str(m).lower())))
                               for m in cells["method"]]
     rate_rows = rows[rows["metric"] == "success_rate"]
     keys = ["method_id", "nfe_video", "nfe_action", "suite_or_task", "split", "horizon"]

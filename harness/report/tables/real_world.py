@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from harness.report import aggregate as agg
 from harness.report.run_report import nfe_label
 from harness.report.tables.model import TITLES, Table, finish_cells, rate_cells
 
+# A trials file's method may be a variant name ("flashwam-1v1a"); its NFE are its own columns.
+VARIANT_SUFFIX = re.compile(r"-(\d+)v(\d+)a$")
 REAL_WORLD_COLUMNS = ("method", "nfe_video", "nfe_action", "task", "trial", "success")
 _TRUE = {"1", "true", "yes", "y", "success", "ok", "t"}
 _FALSE = {"0", "false", "no", "n", "fail", "failure", "f"}
