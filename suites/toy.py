@@ -34,6 +34,8 @@ class ToyEnv:
         self.kill_keys, self.marker_dir = kill_keys, marker_dir
         self.position = 0.0
         self.frames_rendered = 0
+        self.steps = 0
+        self.rendered_at: list[int] = []  # the step counts at which a frame was rendered
         self.closed = False
 
     def _observation(self, render: bool) -> dict:
@@ -41,6 +43,7 @@ class ToyEnv:
                      "instruction": "move to the origin"}
         if render and self.request.cameras:
             self.frames_rendered += 1
+            self.rendered_at.append(self.steps)
             shade = np.uint8(min(255, abs(self.position) * 100))
             obs["images"] = {c: np.full((self.request.height, self.request.width, 3), shade, np.uint8)
                              for c in self.request.cameras}
@@ -54,7 +57,7 @@ class ToyEnv:
             self._kill_once(spec.key)
         # Start further away for later tasks and episodes, so step counts differ per episode.
         self.position = 1.0 + 0.5 * self.task_id + 0.1 * (spec.index % 10)
-        self.frames_rendered = 0
+        self.frames_rendered, self.steps, self.rendered_at = 0, 0, []
         return self._observation(True), {"instruction": spec.instruction}
 
     def _kill_once(self, key: str) -> None:
@@ -68,6 +71,7 @@ class ToyEnv:
         if self.step_sleep_s:
             time.sleep(self.step_sleep_s)
         self.position += float(np.clip(action[0], -1.0, 1.0)) * 0.1
+        self.steps += 1
         success = abs(self.position) < 0.05
         info = {"success": success, "frames_rendered": self.frames_rendered}
         return self._observation(observe), 0.0, success, False, info

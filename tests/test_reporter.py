@@ -706,3 +706,20 @@ def test_one_task_has_one_interval_in_every_view():
     low, high = agg.wilson_bounds([0], [5])
     mean = agg.mean_of_rates(per_task, ["suite", "split"]).iloc[0]
     assert (mean["ci_low"], mean["ci_high"]) == (low[0], high[0])
+
+
+def test_report_md_and_html_give_a_task_one_rate_per_split(tmp_path):
+    """One `wam-eval report` writes both files: a task at 9/10 Clean and 1/10 Randomized is
+    90 % and 10 % in each (never a pooled 50 % per task); the 50 % average is labelled."""
+    rows = [("robotwin", 0, "adjust_bottle", "clean", 1, 9, 10),
+            ("robotwin", 0, "adjust_bottle", "randomized", 1, 1, 10)]
+    run = write_synthetic_run(tmp_path / "run", rows, policy_config("flashwam-1v1a"))
+    paths = write_run_report(run, tmp_path / "report")
+    md = paths["markdown"].read_text()
+    task_rows = [line for line in md.splitlines() if line.startswith("| robotwin | 0 | adjust_bottle")]
+    assert [row.split(" | ")[3] for row in task_rows] == ["clean", "randomized"]
+    assert [row.split(" | ")[8] for row in task_rows] == ["0.900", "0.100"]
+    html = paths["html"].read_text()
+    assert re.search(r"adjust_bottle.{0,400}clean.{0,400}90\.0%", html, re.S)
+    assert re.search(r"adjust_bottle.{0,400}randomized.{0,400}10\.0%", html, re.S)
+    assert "average of clean and randomized (Table 1)" in html

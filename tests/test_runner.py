@@ -92,7 +92,8 @@ def test_feedback_frames_follow_the_declared_stride():
     suite = ToySuite()
     env = suite.make_env(0, policy.request)
     record = run_episode(env, policy, suite.episodes(0)[0], "p")
-    assert record.success
-    # a frame at every 2nd step of each chunk, plus the one that starts the next chunk
-    assert policy.feedback_frames > 0
-    assert env.frames_rendered <= record.steps // 2 + record.chunks + 1
+    assert record.success and record.chunks >= 3
+    # chunks of 4, stride 2: the reset frame, then a frame after every 2nd executed action (the
+    # 4th also starts the next chunk), nothing else; 2 frames fed back after each chunk but the last
+    assert env.rendered_at == [0, *range(2, record.steps + 1, 2)]
+    assert policy.feedback_frames == 2 * (record.chunks - 1)

@@ -6,7 +6,12 @@ import os
 import signal
 import sys
 
-from harness.cli import catalog, gate, reports, robotwin, run, serving
+import harness.cli.catalog as catalog
+import harness.cli.gate as gate
+import harness.cli.reports as reports
+import harness.cli.robotwin as robotwin
+import harness.cli.run as run
+import harness.cli.serving as serving
 from harness.cli.common import EXIT_FAILED, EXIT_USAGE, OneLineParser
 from harness.errors import EnvError, UsageError
 
