@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom, binomtest, norm
 
-import harness.records
+import harness.store.records_file
 from harness.gate.compare import (GatePolicy, adjust_pvalues, bootstrap_mean_delta, compare_main,
                              compare_runs, gate_statistics, load_gate, mcnemar_exact,
                              render_html, render_junit, render_markdown)
@@ -29,7 +29,7 @@ TASKS, EPISODES = 10, 100
 @pytest.fixture(autouse=True)
 def no_fsync(monkeypatch):
     """RecordWriter fsyncs every line (~4 ms here); the tests write thousands of records."""
-    monkeypatch.setattr(harness.records.os, "fsync", lambda fd: None)
+    monkeypatch.setattr(harness.store.records_file.os, "fsync", lambda fd: None)
 
 
 def make_plan(tasks=TASKS, episodes=EPISODES, suite="sim", first_task=0, horizons=None,
@@ -419,7 +419,8 @@ def test_gate_files_json_and_yaml(tmp_path):
     assert list(GatePolicy().to_dict()) == [
         "alpha", "allowed_drop_points", "allowed_task_drops", "allowed_latency_increase",
         "latency_min_increase_ms", "latency_stage", "correction", "overall_alpha_share",
-        "bootstrap_resamples", "seed", "alpha_overall", "alpha_tasks"]
+        "bootstrap_resamples", "seed", "sequential_alpha", "sequential_pass_points",
+        "sequential_pass_alpha", "alpha_overall", "alpha_tasks"]
     with pytest.raises(ValueError, match="give a number in"):  # checked in code too
         GatePolicy(alpha=2)
 
