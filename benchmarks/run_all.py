@@ -26,6 +26,8 @@ BENCHMARKS = {
     "batching": ["benchmarks.bench_batching"],
     "recycle": ["benchmarks.bench_recycle"],
     "gate_sequential": ["benchmarks.bench_gate_sequential"],
+    "libero_reset": ["benchmarks.bench_libero_reset"],
+    "peer_lerobot": ["benchmarks.bench_peer_lerobot"],
 }
 
 

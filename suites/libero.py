@@ -163,7 +163,9 @@ def check_renderer() -> None:
 class LiberoSuite:
     """One LIBERO suite. Options: ``protocol`` (a ``harness/protocols.yml`` name; default
     openpi), ``max_steps`` (override the protocol's limit), ``video_stride`` (record every n-th
-    step's agentview frame, default 1 = real time); others are ignored."""
+    step's agentview frame, default 1 = real time), ``reset`` (auto | soft | hard: between
+    episodes of a task, keep the simulator and its GL context where that is proven equal);
+    others are ignored."""
 
     # Episodes per Ray worker process before a fresh one. Measured (bench_recycle, this 2-core
     # box): ~1.7 MB resident growth per episode with the env rebuilt per task, 6.5 s for a fresh
@@ -171,13 +173,16 @@ class LiberoSuite:
     recycle_every = 1000
 
     def __init__(self, name: str, max_steps: int | None = None, video_stride: int = 1,
-                 protocol: str | None = None, **_ignored: Any):
+                 protocol: str | None = None, reset: str = "auto", **_ignored: Any):
         if name not in SUITE_NAMES:
             raise UsageError(f"unknown LIBERO suite {name!r}: choose one of {', '.join(SUITE_NAMES)}")
         self.name = name
         self.protocol_name, self.protocol = resolve_protocol("libero", protocol)
         self.max_steps = int(max_steps or self.protocol.max_steps[name])
         self.video_stride = max(1, int(video_stride))
+        if reset not in RESET_MODES:
+            raise UsageError(f"bad --suite-opt reset={reset!r}: use one of {', '.join(RESET_MODES)}")
+        self.reset = reset  # between episodes of a task (LiberoEnv._reset_simulator)
 
     @classmethod
     def spatial(cls, **options: Any) -> "LiberoSuite":
@@ -233,7 +238,7 @@ class LiberoSuite:
     def make_env(self, task_id: int, request: ObservationRequest, *,
                  video_dir: Path | None = None) -> "LiberoEnv":
         return LiberoEnv(self.name, self._task(task_id), request, video_dir=video_dir,
-                         video_stride=self.video_stride)
+                         video_stride=self.video_stride, reset=self.reset)
 
 
 # --- the environment --------------------------------------------------------------------------
@@ -245,6 +250,46 @@ def upright(image: np.ndarray, orientation: str = "rot180") -> np.ndarray:
     if orientation == "vflip":
         return np.ascontiguousarray(image[::-1])
     return np.ascontiguousarray(image[::-1, ::-1])
+
+
+RESET_MODES = ("auto", "soft", "hard")
+# The robot and gripper classes whose out-of-simulator state the soft reset is known to
+# restore (LIBERO's Panda); anything else is reset hard.
+SOFT_RESET_ROBOTS = {"SingleArm"}
+SOFT_RESET_GRIPPERS = {"PandaGripper"}
+
+
+# The model arrays a load could change: where bodies, geoms, cameras and lights are, and how
+# they look.
+FINGERPRINT_ARRAYS = ("body_pos", "body_quat", "geom_pos", "geom_quat", "geom_size", "geom_rgba",
+                      "mat_rgba", "cam_pos", "cam_quat", "light_pos", "light_dir", "jnt_range")
+
+
+def model_fingerprint(model: Any) -> str:
+    """A digest of the model arrays a reload could change (two loads equal or not)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in FINGERPRINT_ARRAYS:
+        digest.update(np.ascontiguousarray(getattr(model, name)).tobytes())
+    return digest.hexdigest()
+
+
+def soft_reset_rule(robo: Any, requested: str = "auto") -> str:
+    """"soft" or "hard": the reset an env gets. ``auto`` is soft only for robots and grippers
+    whose state outside the simulator the soft reset restores; ``hard`` forces the reload;
+    ``soft`` is refused where it is not known to be equal."""
+    if requested not in RESET_MODES:
+        raise UsageError(f"bad --suite-opt reset={requested!r}: use one of {', '.join(RESET_MODES)}")
+    known = all(type(robot).__name__ in SOFT_RESET_ROBOTS and all(
+        type(g).__name__ in SOFT_RESET_GRIPPERS
+        for g in (robot.gripper.values() if isinstance(robot.gripper, dict) else [robot.gripper]))
+        for robot in robo.robots)
+    if requested == "soft" and not known:
+        raise UsageError("reset=soft is only known to equal the hard reset for "
+                         f"{sorted(SOFT_RESET_ROBOTS)} robots with {sorted(SOFT_RESET_GRIPPERS)}: "
+                         "use reset=auto or reset=hard")
+    return "hard" if requested == "hard" or not known else "soft"
 
 
 class LiberoEnv:
@@ -259,7 +304,7 @@ class LiberoEnv:
     action_dim = ACTION_DIM
 
     def __init__(self, suite: str, task: dict[str, Any], request: ObservationRequest, *,
-                 video_dir: Path | None = None, video_stride: int = 1):
+                 video_dir: Path | None = None, video_stride: int = 1, reset: str = "auto"):
         unknown = sorted(set(request.cameras) - set(CAMERAS)) + \
             sorted(set(request.state_keys) - set(STATE_KEYS))
         if unknown:
@@ -293,6 +338,9 @@ class LiberoEnv:
                 raise _renderer_error(exc) from None
             raise
         self._gate_cameras()
+        self.reset_mode = soft_reset_rule(self._env.env, reset)
+        self._fingerprint = model_fingerprint(self._env.env.sim.model._model)  # of the last load
+        self._model_fixed = False  # two loads gave the same model: soft resets are equal
         self._spec: EpisodeSpec | None = None
         self._steps = 0
         self._video_frames: list[np.ndarray] = []
@@ -338,7 +386,7 @@ class LiberoEnv:
         self._video_finished = False
         self._render_now = frozenset()
         self._env.seed(spec.seed if seed is None else seed)
-        self._env.reset()
+        self._reset_simulator()
         self._env.set_init_state(self._init_states[spec.index])
         warmup = int(spec.extra.get("warmup_steps", 10))
         action = np.asarray(spec.extra.get("warmup_action", [0.0] * 6 + [-1.0]), np.float64)
@@ -348,6 +396,40 @@ class LiberoEnv:
         info = {"task_name": spec.task_name, "instruction": spec.instruction,
                 "init_state": spec.index, "frames_rendered": self._frames_rendered}
         return self._observation(raw, observe=True), info
+
+    def _reset_simulator(self) -> None:
+        """robosuite's reset, soft where that is proven equal to the hard one.
+
+        A hard reset reloads the MJCF and rebuilds the simulator and its GL context. The init
+        state sets the whole simulator state, but not the model, and loading a model is not
+        always repeatable: LIBERO places fixtures (a cabinet, a stove) from a sampler that the
+        seed does not pin, so they move by about a centimetre at every hard reset. So the
+        first reset of an env is hard, and only if it loaded the same model as the env's
+        construction
+        (:func:`model_fingerprint`) are later resets soft; otherwise every reset stays hard,
+        as stock. A soft reset (``mj_resetData``) also resets the state robosuite keeps
+        outside the simulator, which comparing every attribute after a hard and a soft reset
+        found: the grippers' integrated command and the last torques.
+        ``tests/test_libero.py`` holds soft = hard, bit for bit, on every suite."""
+        robo = self._env.env
+        soft = self.reset_mode == "soft" and self._model_fixed
+        robo.hard_reset = not soft
+        try:
+            self._env.reset()
+        finally:
+            robo.hard_reset = True
+        if soft:
+            for robot in robo.robots:
+                grippers = robot.gripper.values() if isinstance(robot.gripper, dict) else [robot.gripper]
+                for gripper in grippers:
+                    gripper.current_action = np.zeros(gripper.dof)
+                robot.torques = None
+            return
+        fingerprint = model_fingerprint(robo.sim.model._model)
+        self._model_fixed = fingerprint == self._fingerprint
+        if not self._model_fixed:
+            self.reset_mode = "hard"  # the model changes between loads: never soft
+        self._fingerprint = fingerprint
 
     def step(self, action: np.ndarray, observe: bool = True) -> tuple[dict, float, bool, bool, dict]:
         if self._spec is None:

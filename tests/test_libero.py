@@ -200,3 +200,65 @@ def test_video_is_written_when_the_episode_ends(tmp_path):
     with imageio.get_reader(expected) as reader:  # its len() is inf: iterate, don't list()
         shapes = [frame.shape for frame in reader]
     assert shapes == [(224, 224, 3)] * (1 + 10)  # the reset frame, then one per step
+
+
+# --- soft reset: the simulator and its GL context kept between episodes of a task -----------
+
+def _rollout(env, episode, actions, observe_every=4):
+    """Every step's full simulator state, success flag and observation (images included)."""
+    obs, _ = env.reset(options={"spec": episode})
+    out = [env._env.get_sim_state().copy(), *obs["images"].values(), *obs["state"].values()]
+    for i, action in enumerate(actions):
+        obs, _, done, _, _ = env.step(action, observe=i % observe_every == observe_every - 1)
+        out += [env._env.get_sim_state().copy(), np.array(done), *obs["images"].values(),
+                *obs["state"].values()]
+    return out
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("suite_name, soft", [("libero_spatial", False), ("libero_object", True),
+                                              ("libero_goal", False), ("libero_10", True)])
+def test_soft_reset_gives_the_hard_resets_trajectory_bit_for_bit(suite_name, soft):
+    """After another episode on the same env (gripper closed, arm moved), a soft reset and a
+    hard one give identical states, observations and success on every step. Task 0 of
+    libero_spatial and libero_goal has fixtures (a cabinet, a stove) that LIBERO places anew
+    at every hard reset, whatever the seed: there the rule keeps the hard reset."""
+    task = 0
+    request = ObservationRequest(cameras=("agentview", "wrist"), height=64, width=64,
+                                 state_keys=("eef_pos", "gripper_qpos"))
+    episodes = LiberoSuite(suite_name, protocol="lingbot-va").episodes(task)
+    rng = np.random.default_rng(1)
+    actions = np.clip(rng.normal(0, 0.6, (24, 7)), -1, 1)
+    actions[:, 6] = np.where(np.arange(24) % 8 < 4, 1.0, -1.0)  # the gripper opens and closes
+    runs = {}
+    for mode in ("hard", "soft"):
+        env = LiberoSuite(suite_name, protocol="lingbot-va", reset=mode).make_env(task, request)
+        try:
+            _rollout(env, episodes[1], actions[::-1])  # leave the env dirty (a hard reset)
+            runs[mode] = _rollout(env, episodes[3], actions)
+            # soft only where the first reset reloaded the same model as the construction
+            assert env.reset_mode == (mode if soft else "hard")
+        finally:
+            env.close()
+    assert len(runs["hard"]) == len(runs["soft"])
+    for hard, soft in zip(runs["hard"], runs["soft"]):
+        np.testing.assert_array_equal(hard, soft)
+
+
+def test_the_soft_reset_rule_falls_back_to_hard_for_unverified_robots():
+    from types import SimpleNamespace
+
+    from suites.libero import soft_reset_rule
+
+    def robot(robot_class, gripper_class):
+        return type(robot_class, (), {"gripper": type(gripper_class, (), {})()})()
+
+    panda = SimpleNamespace(robots=[robot("SingleArm", "PandaGripper")])
+    other = SimpleNamespace(robots=[robot("SingleArm", "Robotiq85Gripper")])
+    bimanual = SimpleNamespace(robots=[robot("Bimanual", "PandaGripper")])
+    assert soft_reset_rule(panda) == "soft" and soft_reset_rule(panda, "hard") == "hard"
+    assert soft_reset_rule(other) == "hard" and soft_reset_rule(bimanual) == "hard"
+    with pytest.raises(UsageError, match="only known to equal"):
+        soft_reset_rule(other, "soft")
+    with pytest.raises(UsageError, match="reset='sometimes'"):
+        soft_reset_rule(panda, "sometimes")
