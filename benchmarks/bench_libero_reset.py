@@ -3,7 +3,7 @@ kept between episodes of a task; ``suites.libero.LiberoEnv._reset_simulator``).
 
 Breaks one episode down into build (once per task), reset (robosuite's reset and the init
 state), settle (the protocol's no-op steps, the last one rendered), physics (a step that
-renders nothing) and frames (one observed step's cameras), on libero_spatial task 0 (no fixture: its model reloads the same) with two
+renders nothing) and frames (one observed step's cameras), on libero_object task 0 (no fixture that moves between loads: its model reloads the same) with two
 256^2 cameras (the openpi protocol), and prints the reset speedup.
 
     python -m benchmarks.bench_libero_reset [--episodes 4]
@@ -23,7 +23,7 @@ from harness.observation import ObservationRequest
 def measure(mode: str, episodes: int) -> dict[str, float]:
     from suites.libero import LiberoSuite
 
-    suite = LiberoSuite("libero_spatial", protocol="openpi", reset=mode)
+    suite = LiberoSuite("libero_object", protocol="openpi", reset=mode)
     request = ObservationRequest(cameras=("agentview", "wrist"), height=256, width=256)
     start = time.perf_counter()
     env = suite.make_env(0, request)

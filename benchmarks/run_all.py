@@ -43,6 +43,17 @@ NOTES = """## Targets not met, and why
 - **Real LIBERO at 2 workers**: two MuJoCo simulators already use both cores, and the driver
   and Ray's daemons need CPU too; the figure is a whole run including environment builds.
 
+- **Beside LeRobot's LIBERO loop** (libero_spatial task 4, the task of issue 18): rendering
+  every step, wam-eval is 1.13-1.15x LeRobot's env steps per second (target 1.3x); on the
+  chunk-5 schedule 3.7x (target 4x). Both sides render the same two 256^2 cameras with the
+  same llvmpipe; a frame costs ~0.1 s whatever its size (128^2 and 256^2 within 5 %; the
+  framebuffer size changes nothing), so rendering every step is near the floor for both. The
+  scene's reflection pass costs ~40 % of a frame, but turning it off changes the pixels, so
+  it stays. EGL and OSMesa measured the same here (0.380 vs 0.363 s/step, within run-to-run
+  noise): EGL stays the default. Task 4's cabinet and stove move at every hard reset, so its
+  episodes keep the hard reset (the soft one is used on 15 of the 40 tasks: all of
+  libero_object and half of libero_10; `libero_reset` measures it there).
+
 Policy batching, for the record: with a fixed batch cap of 8 and a 5 ms gathering window,
 dynamic batching was slower than one request at a time for 1-2 environments (0.5-0.7x: the
 CPU test network makes a chunk in ~3-5 ms, less than the window). Capping the batch at the
