@@ -441,14 +441,16 @@ def table_rows(table: int, book: VariantBook | None = None) -> list[Variant]:
 
 
 def describe_variant(resolved: ResolvedVariant) -> dict[str, Any]:
-    """The manifest's view of a resolved variant."""
+    """The manifest's view of a resolved variant: its typed identity, then how it samples."""
+    from harness.policy import VariantIdentity  # lazy: harness.policy may be importing us
+
+    identity = VariantIdentity(
+        variant=resolved.name, paper_label=resolved.label, method_id=resolved.paper_id,
+        family=resolved.family, nfe_video=resolved.video_steps, nfe_action=resolved.action_steps,
+        paper_nfe_video=resolved.paper_nfe.video, paper_nfe_action=resolved.paper_nfe.action,
+        paper_protocol=resolved.paper_protocol)
     return {
-        "variant": resolved.name, "paper_label": resolved.label, "method_id": resolved.paper_id,
-        "paper_nfe": resolved.paper_nfe.label(),
-        "paper_nfe_video": resolved.paper_nfe.video, "paper_nfe_action": resolved.paper_nfe.action,
-        "suite": resolved.suite,
-        "family": resolved.family, "nfe_video": resolved.video_steps,
-        "nfe_action": resolved.action_steps,
+        **identity.model_dump(), "paper_nfe": resolved.paper_nfe.label(), "suite": resolved.suite,
         "nfe_matches_paper": (resolved.video_steps, resolved.action_steps)
         == (resolved.paper_nfe.video, resolved.paper_nfe.action),
         **{k: v for k, v in resolved.sampler_dict().items()
@@ -458,7 +460,6 @@ def describe_variant(resolved: ResolvedVariant) -> dict[str, Any]:
                   "key_frame_stride": resolved.key_frame_stride},
         "action_dim": resolved.action_dim, "action_space": resolved.action_space,
         "camera_keys": dict(resolved.camera_keys),
-        "paper_protocol": resolved.paper_protocol,
     }
 
 
