@@ -67,9 +67,10 @@ def test_an_unchanged_candidate_runs_to_the_end_and_passes(baseline, tmp_path, c
 def test_the_ray_runner_stops_too(baseline, tmp_path):
     pytest.importorskip("ray")
     cand = tmp_path / "ray"
+    # Episodes of ~1 s, so that one worker cannot run the whole plan while the other starts.
     assert main(["run", *SELECTION, "--policy", "noop", "--runner", "ray", "--workers", "2",
-                 "--quiet", "--no-report", "--out", str(cand), "--gate-against",
-                 str(baseline)]) == 1
+                 "--suite-opt", "step_sleep_s=0.02", "--quiet", "--no-report", "--out", str(cand),
+                 "--gate-against", str(baseline)]) == 1
     verdict = json.loads((cand / VERDICT_FILE).read_text())
     keys = {r.episode_key for r in read_records(cand)}
     schedule = json.loads((cand / SCHEDULE_FILE).read_text())
