@@ -1,12 +1,17 @@
-"""A LIBERO episode's fixed costs, hard reset against soft (the simulator and its GL context
-kept between episodes of a task; ``suites.libero.LiberoEnv._reset_simulator``).
+"""A LIBERO episode's fixed costs: stock robosuite against wam-eval's env.
 
+Stock is ``stock=true``: robosuite's hard reset (model reloaded, simulator and GL context
+rebuilt), one camera after the other, and its physics calls. wam-eval's default: a soft reset
+where the reloaded model is proven the same, otherwise a reload that keeps the GL context; a
+step's cameras rendered at once on two threads; each substep's repeated ``mj_forward``
+skipped (``suites/libero_physics.py``).
 Breaks one episode down into build (once per task), reset (robosuite's reset and the init
 state), settle (the protocol's no-op steps, the last one rendered), physics (a step that
-renders nothing) and frames (one observed step's cameras), on libero_object task 0 (no fixture that moves between loads: its model reloads the same) with two
-256^2 cameras (the openpi protocol), and prints the reset speedup.
+renders nothing) and frames (one observed step's two cameras), with two 256^2 cameras (the
+openpi protocol), on libero_spatial task 4 (fixtures that LIBERO re-places at every load:
+reload) and libero_object task 0 (none: soft reset).
 
-    python -m benchmarks.bench_libero_reset [--episodes 4]
+    python -m benchmarks.bench_libero_reset [--episodes 3]
 """
 
 from __future__ import annotations
@@ -19,20 +24,23 @@ import numpy as np
 from benchmarks.common import result
 from harness.observation import ObservationRequest
 
+MODES = {"stock": {"stock": True}, "wam-eval": {}}
+TASKS = (("libero_spatial", 4), ("libero_object", 0))
 
-def measure(mode: str, episodes: int) -> dict[str, float]:
+
+def measure(suite_name: str, task: int, episodes: int, **options: str) -> dict[str, float]:
     from suites.libero import LiberoSuite
 
-    suite = LiberoSuite("libero_object", protocol="openpi", reset=mode)
+    suite = LiberoSuite(suite_name, protocol="openpi", **options)
     request = ObservationRequest(cameras=("agentview", "wrist"), height=256, width=256)
     start = time.perf_counter()
-    env = suite.make_env(0, request)
+    env = suite.make_env(task, request)
     out = {"build": time.perf_counter() - start, "reset": 0.0, "settle": 0.0, "physics": 0.0,
            "frames": 0.0}
     warmup = np.array(suite.protocol.warmup_action, dtype=np.float64)
     try:
-        for episode in suite.episodes(0)[1:episodes + 1]:  # the first reset after a build is hard
-            env.reset(options={"spec": episode})
+        env.reset(options={"spec": suite.episodes(task)[0]})  # the first reset after a build
+        for episode in suite.episodes(task)[1:episodes + 1]:
             t0 = time.perf_counter()
             env._env.seed(episode.seed)
             env._reset_simulator()
@@ -44,13 +52,14 @@ def measure(mode: str, episodes: int) -> dict[str, float]:
             for _ in range(10):
                 env._advance(warmup, observe=False, record=False)
             t3 = time.perf_counter()
-            for _ in range(3):
+            for _ in range(5):
                 env._advance(warmup, observe=True, record=False)
             t4 = time.perf_counter()
             out["reset"] += (t1 - t0) / episodes
             out["settle"] += (t2 - t1) / episodes
             out["physics"] += (t3 - t2) / 10 / episodes
-            out["frames"] += ((t4 - t3) / 3 - (t3 - t2) / 10) / episodes
+            out["frames"] += ((t4 - t3) / 5 - (t3 - t2) / 10) / episodes
+        out["reset_mode"] = env.reset_mode
     finally:
         env.close()
     return out
@@ -58,19 +67,27 @@ def measure(mode: str, episodes: int) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--episodes", type=int, default=4)
+    parser.add_argument("--episodes", type=int, default=3)
     args = parser.parse_args()
-    rows = {mode: measure(mode, args.episodes) for mode in ("hard", "soft")}
-    print(f"{'reset':6s} {'build s':>8s} {'reset s':>8s} {'settle s':>9s} {'physics s/step':>15s} "
-          f"{'frames s/step':>14s}")
-    for mode, r in rows.items():
-        print(f"{mode:6s} {r['build']:8.2f} {r['reset']:8.3f} {r['settle']:9.3f} "
-              f"{r['physics']:15.4f} {r['frames']:14.4f}")
-    speedup = rows["hard"]["reset"] / rows["soft"]["reset"]
-    result("libero_soft_reset", speedup, "> 1x (soft reset faster, outcomes bit-identical)",
-           speedup > 1, f"reset {rows['hard']['reset']:.2f} s -> {rows['soft']['reset']:.2f} s per "
-           f"episode; settle {rows['soft']['settle']:.2f} s, two 256^2 frames "
-           f"{rows['soft']['frames']:.3f} s, physics {rows['soft']['physics']:.4f} s/step")
+    print(f"{'task':18s} {'env':9s} {'reset':7s} {'build s':>8s} {'reset s':>8s} {'settle s':>9s} "
+          f"{'physics s/step':>15s} {'frames s/step':>14s}")
+    for suite_name, task in TASKS:
+        rows = {name: measure(suite_name, task, args.episodes, **options)
+                for name, options in MODES.items()}
+        for name, r in rows.items():
+            print(f"{suite_name + ' ' + str(task):18s} {name:9s} {r['reset_mode']:7s} "
+                  f"{r['build']:8.2f} {r['reset']:8.3f} {r['settle']:9.3f} {r['physics']:15.4f} "
+                  f"{r['frames']:14.4f}")
+        stock, fast = rows["stock"], rows["wam-eval"]
+        where = f"{suite_name} task {task}, {fast['reset_mode']} reset"
+        reset = stock["reset"] / fast["reset"]
+        result(f"libero_reset_{suite_name}", reset, "> 1x (faster than stock, outcomes bit-identical)",
+               reset > 1, f"{where}: reset {stock['reset']:.2f} s -> {fast['reset']:.2f} s per episode; "
+               f"settle {stock['settle']:.2f} -> {fast['settle']:.2f} s")
+        frames = stock["frames"] / fast["frames"]
+        result(f"libero_frames_{suite_name}", frames, "> 1x (faster than stock, pixels bit-identical)",
+               frames > 1, f"{where}: two 256^2 frames {stock['frames']:.3f} s -> "
+               f"{fast['frames']:.3f} s; physics {fast['physics']:.4f} s/step")
     return 0
 
 

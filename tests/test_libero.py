@@ -202,7 +202,7 @@ def test_video_is_written_when_the_episode_ends(tmp_path):
     assert shapes == [(224, 224, 3)] * (1 + 10)  # the reset frame, then one per step
 
 
-# --- soft reset: the simulator and its GL context kept between episodes of a task -----------
+# --- fast resets and parallel cameras: stock robosuite's pixels and states, bit for bit ------
 
 def _rollout(env, episode, actions, observe_every=4):
     """Every step's full simulator state, success flag and observation (images included)."""
@@ -216,13 +216,17 @@ def _rollout(env, episode, actions, observe_every=4):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("suite_name, soft", [("libero_spatial", False), ("libero_object", True),
-                                              ("libero_goal", False), ("libero_10", True)])
-def test_soft_reset_gives_the_hard_resets_trajectory_bit_for_bit(suite_name, soft):
-    """After another episode on the same env (gripper closed, arm moved), a soft reset and a
-    hard one give identical states, observations and success on every step. Task 0 of
-    libero_spatial and libero_goal has fixtures (a cabinet, a stove) that LIBERO places anew
-    at every hard reset, whatever the seed: there the rule keeps the hard reset."""
+@pytest.mark.parametrize("suite_name, reset_mode", [
+    ("libero_spatial", "reload"), ("libero_object", "soft"), ("libero_goal", "reload"),
+    ("libero_10", "soft")])
+def test_the_fast_resets_and_parallel_cameras_give_stocks_trajectory_bit_for_bit(suite_name,
+                                                                                  reset_mode):
+    """After another episode on the same env (gripper closed, arm moved), the default env
+    (soft reset where proven, else a reload that keeps the GL context; both cameras rendered
+    at once on two threads; each substep's repeated mj_forward skipped) and stock robosuite
+    give identical states, observations and success on every step. Task 0 of libero_spatial and
+    libero_goal has fixtures (a cabinet, a stove) that LIBERO places anew at every hard reset,
+    whatever the seed: there the rule reloads the model."""
     task = 0
     request = ObservationRequest(cameras=("agentview", "wrist"), height=64, width=64,
                                  state_keys=("eef_pos", "gripper_qpos"))
@@ -231,18 +235,117 @@ def test_soft_reset_gives_the_hard_resets_trajectory_bit_for_bit(suite_name, sof
     actions = np.clip(rng.normal(0, 0.6, (24, 7)), -1, 1)
     actions[:, 6] = np.where(np.arange(24) % 8 < 4, 1.0, -1.0)  # the gripper opens and closes
     runs = {}
-    for mode in ("hard", "soft"):
-        env = LiberoSuite(suite_name, protocol="lingbot-va", reset=mode).make_env(task, request)
+    for stock in (True, False):
+        env = LiberoSuite(suite_name, protocol="lingbot-va", stock=stock).make_env(task, request)
         try:
             _rollout(env, episodes[1], actions[::-1])  # leave the env dirty (a hard reset)
-            runs[mode] = _rollout(env, episodes[3], actions)
+            runs[stock] = _rollout(env, episodes[3], actions)
             # soft only where the first reset reloaded the same model as the construction
-            assert env.reset_mode == (mode if soft else "hard")
+            assert env.reset_mode == ("hard" if stock else reset_mode)
+            if not stock:
+                assert env._forward.skipped > 0  # the repeated mj_forward of each substep
         finally:
             env.close()
-    assert len(runs["hard"]) == len(runs["soft"])
-    for hard, soft in zip(runs["hard"], runs["soft"]):
-        np.testing.assert_array_equal(hard, soft)
+    assert len(runs[True]) == len(runs[False])
+    for stock, fast in zip(runs[True], runs[False]):
+        np.testing.assert_array_equal(stock, fast)
+
+
+def _scene(box_x: float, texture: str = "checker") -> str:
+    return f"""<mujoco><asset>
+      <texture name="grid" type="2d" builtin="{texture}" rgb1=".2 .3 .4" rgb2=".8 .8 .8"
+               width="64" height="64"/>
+      <material name="floor" texture="grid" texrepeat="4 4" reflectance=".3"/></asset>
+      <worldbody><light pos="0 0 3" dir="0 0 -1" castshadow="true"/>
+        <geom type="plane" size="2 2 .1" material="floor"/>
+        <geom type="sphere" size=".01" pos="-1 -1 0"/><geom type="sphere" size=".01" pos="1 1 .5"/>
+        <body name="box" pos="{box_x} 0 .2"><geom type="box" size=".1 .1 .1" rgba=".9 .2 .2 1"/></body>
+        <camera name="front" pos="0 -1.5 1" xyaxes="1 0 0 0 .6 .8"/>
+      </worldbody></mujoco>"""
+
+
+class _RobosuiteLikeEnv:
+    """robosuite's hard-reset sequence (MujocoEnv.reset): free the simulator, build one from
+    the new MJCF, then make a render context if the simulator has none."""
+
+    render_gpu_device_id = -1
+
+    def __init__(self, xml: str):
+        self.xml, self.sim = xml, None
+        self._initialize_sim()
+        self._ensure_context()
+
+    def _destroy_sim(self):
+        self.sim.free()
+        self.sim = None
+
+    def _initialize_sim(self):
+        from robosuite.utils.binding_utils import MjSim
+
+        self.sim = MjSim.from_xml_string(self.xml)
+        self.sim.forward()
+
+    def _ensure_context(self):
+        from robosuite.utils.binding_utils import MjRenderContextOffscreen
+
+        if self.sim._render_context_offscreen is None:
+            MjRenderContextOffscreen(self.sim, device_id=-1)
+
+    def reload(self, xml: str):
+        self.xml = xml
+        self._destroy_sim()
+        self._initialize_sim()
+        self._ensure_context()
+
+    def close(self):
+        self.sim._render_context_offscreen.gl_ctx.make_current()
+        self._destroy_sim()
+
+    def frame(self):
+        # robosuite renders into whichever GL context is current: two envs, one thread
+        self.sim._render_context_offscreen.gl_ctx.make_current()
+        return self.sim.render(width=96, height=72, camera_name="front")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("new_scene, rebuilt", [
+    (_scene(0.3), 0),  # the box moves inside the scene's bounds: the GL context holds nothing that changed
+    (_scene(9.0), 1),  # the model's extent grows: shadow and fog clipping change
+    (_scene(0.3, texture="gradient"), 1),  # another texture
+])
+def test_a_carried_gl_context_renders_the_reloaded_model_as_a_fresh_one(new_scene, rebuilt):
+    pytest.importorskip("robosuite")
+    from suites.libero_render import RenderContextCarrier
+
+    # One env at a time: robosuite frees a context's GL names in whichever is current.
+    stock = _RobosuiteLikeEnv(_scene(0.0))
+    try:
+        stock.reload(new_scene)
+        expected = stock.frame()
+    finally:
+        stock.close()
+    carried = _RobosuiteLikeEnv(_scene(0.0))
+    try:
+        carrier = RenderContextCarrier(carried)
+        context = carried.sim._render_context_offscreen
+        with carrier.carrying():
+            carried.reload(new_scene)
+        assert carried.sim._render_context_offscreen is context  # the same GL context, carried
+        assert carrier.rebuilt == rebuilt
+        np.testing.assert_array_equal(carried.frame(), expected)
+        assert expected.std() > 0  # a scene, not a blank buffer
+    finally:
+        carried.close()
+
+
+def test_speed_options_are_checked():
+    with pytest.raises(UsageError, match="render='fast'.*parallel, serial"):
+        LiberoSuite("libero_spatial", render="fast")
+    with pytest.raises(UsageError, match="stock=true is robosuite's own .* drop reset=soft"):
+        LiberoSuite("libero_spatial", stock=True, reset="soft")
+    with pytest.raises(UsageError, match="stock='yes'"):
+        LiberoSuite("libero_spatial", stock="yes")
+    assert LiberoSuite("libero_spatial", stock=True, reset="hard").speed.render == "serial"
 
 
 def test_the_soft_reset_rule_falls_back_to_hard_for_unverified_robots():
