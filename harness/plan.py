@@ -93,6 +93,27 @@ class Plan:
         return plan
 
 
+def suite_option_names(suite: object) -> set[str]:
+    """The keyword options a suite's constructor takes (its ``**`` catch-all excepted)."""
+    import inspect
+
+    return {p.name for p in inspect.signature(type(suite).__init__).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self", "name"}
+
+
+def check_suite_options(suites: dict[str, object], options: dict) -> None:
+    """A suite option that no suite of the run takes would be ignored: refuse it."""
+    accepted = set().union(*(suite_option_names(s) for s in suites.values()))
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        import difflib
+
+        hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, accepted, 1))
+                 else k for k in unknown]
+        raise UsageError(f"no suite of this run ({', '.join(suites)}) takes the option "
+                         f"{', '.join(hints)}: options are {', '.join(sorted(accepted))}")
+
+
 def build_plan(
     suite_names: Sequence[str],
     tasks: str | None = None,
@@ -108,9 +129,10 @@ def build_plan(
     episode_ids = parse_index_list(episodes, "--episodes")
     if max_steps is not None and max_steps <= 0:
         raise UsageError(f"bad --max-steps {max_steps}: give a positive number of steps")
+    suites = {name: get_suite(name, **(suite_options or {})) for name in suite_names}
+    check_suite_options(suites, suite_options or {})
     selected: list[EpisodeSpec] = []
-    for name in suite_names:
-        suite = get_suite(name, **(suite_options or {}))
+    for name, suite in suites.items():
         known = {t.task_id: t for t in suite.tasks()}
         for tid in task_ids if task_ids is not None else sorted(known):
             if tid not in known:

@@ -40,6 +40,12 @@ def cli(*args, cwd=None):
      "apply to the Ray runner"),
     (["run", "--suite", "toy", "--policy", "flashwam-1v1a", "--server", "ws://127.0.0.1:9",
       "--checkpoint", str(ROOT / "pyproject.toml")], "not both"),
+    (["run", "--suite", "libero_spatial", "--suite-opt", "rest=soft"],
+     "takes the option rest (did you mean reset?)"),
+    (["run", "--suite", "libero_spatial", "--suite-opt", "render=fast"],
+     "bad --suite-opt render='fast'"),
+    (["run", "--suite", "toy,libero_spatial", "--robotwin-root", "/tmp"],
+     "no suite of this run (toy, libero_spatial) takes the option robotwin_root"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     result = cli(*args, "--out", str(tmp_path / "out"), cwd=tmp_path)
