@@ -542,9 +542,12 @@ class LiberoEnv:
             # LIBERO's step returns done = _check_success(), the simulator's own success test.
             with self._forward.stepping() if self._forward else contextlib.nullcontext():
                 raw, reward, done, _ = self._env.step(action)
+        except BaseException:
+            self._batch = None  # the step's own error is the one to report
+            raise
         finally:
             self._render_now = frozenset()
-            self._settle_batch()
+        self._settle_batch()
         if record:
             self._video_frames.append(upright(raw[f"{CAMERAS[VIDEO_CAMERA]}_image"],
                                              self._orientation))
