@@ -27,7 +27,7 @@ from harness.plan import Plan
 from harness.records import EpisodeRecord, latest_attempts
 from harness.specs import EpisodeSpec
 from harness.store.folder import RunFolder
-from harness.store.manifest import write_json_atomic
+from harness.store.manifest import write_json_atomic, write_text_atomic
 
 SCHEDULE_FILE = "gate_schedule.json"
 ROUNDS_FILE = "gate_rounds.jsonl"
@@ -161,6 +161,4 @@ class AdaptiveGate:
         # The whole file from this invocation's folds (a resume re-folds from the records),
         # replaced atomically: a round is never written twice or half.
         self._lines.append(json.dumps(self.last, sort_keys=True))
-        tmp = self.run_dir / f".{ROUNDS_FILE}.tmp"
-        tmp.write_text("\n".join(self._lines) + "\n")
-        tmp.replace(self.run_dir / ROUNDS_FILE)
+        write_text_atomic(self.run_dir / ROUNDS_FILE, "\n".join(self._lines) + "\n")

@@ -20,7 +20,7 @@ import signal
 import threading
 from collections import OrderedDict, deque
 from dataclasses import asdict
-from typing import Callable
+from typing import Callable, Protocol
 
 from harness.run.episode import env_failure_record
 from harness.errors import EnvError, ServerUnresponsive, UsageError
@@ -64,6 +64,18 @@ class EpisodeWorker:
         self.policy.close()
 
 
+class EpisodeQueue(Protocol):
+    """Pending episodes as the driver hands them to workers."""
+
+    def __bool__(self) -> bool: ...
+
+    def push_front(self, spec: EpisodeSpec, attempt: int) -> None:
+        """Give back an episode to retry first."""
+
+    def pop_for(self, current: TaskKey | None) -> tuple[EpisodeSpec, int] | None:
+        """The next episode for a worker whose simulator holds task ``current``."""
+
+
 class TaskQueue:
     """Pending episodes grouped by task, tasks ordered longest step limit first (long episodes
     started last would otherwise leave workers idle at the end)."""
@@ -92,7 +104,7 @@ class TaskQueue:
         return None
 
 
-class ScheduleQueue(TaskQueue):
+class ScheduleQueue:
     """Pending episodes in a fixed schedule (the adaptive gate's rounds: one episode per task
     and split each). A worker takes the earliest episode, or one of its current task from the
     same round as the earliest (no simulator rebuilt for an order the round boundary absorbs,
@@ -294,7 +306,7 @@ def _run(ray, plan: Plan, policy_name: str, options: PolicyOptions, settings: Ru
         return actor_cls.options(num_cpus=1, num_gpus=gpus_per_worker, max_restarts=0).remote(
             policy_name, worker_options, settings, index)
 
-    queue = TaskQueue(todo) if early_stop is None else ScheduleQueue(todo)
+    queue: EpisodeQueue = TaskQueue(todo) if early_stop is None else ScheduleQueue(todo)
     stopping = False
     n_workers = min(workers, len(todo))
     actors = [start(i) for i in range(n_workers)]
