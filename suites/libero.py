@@ -172,7 +172,8 @@ class LiberoSuite:
     model; a reload keeps the GL context), ``render`` (parallel | serial: render a step's
     cameras at once, each on its own thread and GL context, or one after the other),
     ``stock`` (true: robosuite's own reset, rendering and physics calls, none of the above;
-    for checking that they change nothing); others are ignored."""
+    for checking that they change nothing). Options that only other suites of a run take
+    are ignored here (``harness.plan.check_suite_options`` refuses those no suite takes)."""
 
     # Episodes per Ray worker process before a fresh one. Measured (bench_recycle, this 2-core
     # box): ~1.7 MB resident growth per episode with the env rebuilt per task, 6.5 s for a fresh
@@ -277,10 +278,10 @@ class EnvSpeed:
                 stock: Any = False) -> "EnvSpeed":
         if not isinstance(stock, bool):
             raise UsageError(f"bad --suite-opt stock={stock!r}: use true or false")
-        if reset is not None and reset not in RESET_MODES:
-            raise UsageError(f"bad --suite-opt reset={reset!r}: use one of {', '.join(RESET_MODES)}")
-        if render is not None and render not in RENDER_MODES:
-            raise UsageError(f"bad --suite-opt render={render!r}: use one of {', '.join(RENDER_MODES)}")
+        if reset is not None:
+            _check_choice("reset", reset, RESET_MODES)
+        if render is not None:
+            _check_choice("render", render, RENDER_MODES)
         if stock:
             clash = [f"{k}={v}" for k, v in (("reset", reset), ("render", render))
                      if v is not None and v != {"reset": "hard", "render": "serial"}[k]]
@@ -289,6 +290,13 @@ class EnvSpeed:
                                  f"drop {' '.join(clash)}")
             return cls("hard", "serial", True)
         return cls(reset or "auto", render or "parallel", False)
+
+
+def _check_choice(option: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"bad --suite-opt {option}={value!r}: use one of {', '.join(choices)}")
+
+
 # The robot and gripper classes whose out-of-simulator state the soft reset is known to
 # restore (LIBERO's Panda); anything else is reset hard.
 SOFT_RESET_ROBOTS = {"SingleArm"}
@@ -315,8 +323,7 @@ def soft_reset_rule(robo: Any, requested: str = "auto") -> str:
     """"soft" or "hard": the reset an env gets. ``auto`` is soft only for robots and grippers
     whose state outside the simulator the soft reset restores; ``hard`` forces the reload;
     ``soft`` is refused where it is not known to be equal."""
-    if requested not in RESET_MODES:
-        raise UsageError(f"bad --suite-opt reset={requested!r}: use one of {', '.join(RESET_MODES)}")
+    _check_choice("reset", requested, RESET_MODES)
     known = all(type(robot).__name__ in SOFT_RESET_ROBOTS and all(
         type(g).__name__ in SOFT_RESET_GRIPPERS
         for g in (robot.gripper.values() if isinstance(robot.gripper, dict) else [robot.gripper]))

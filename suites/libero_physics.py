@@ -4,8 +4,7 @@ At every physics substep of a step, robosuite calls ``sim.forward()`` and then, 
 arm controller's update (LIBERO's robosuite 1.4 controller), ``sim.forward()`` again, with
 nothing in between that changes the simulator: half of the step's ``mj_forward`` calls,
 about 10 % (libero_object) to 20 % (libero_spatial, more contacts) of a LIBERO step that
-renders nothing. ``mj_forward`` is a function
-of the model and the integration state (``mjSTATE_INTEGRATION``: time, positions,
+renders nothing. ``mj_forward`` is a function of the model and the integration state (``mjSTATE_INTEGRATION``: time, positions,
 velocities, activations, warm start, controls, applied forces, mocap, equality flags), so a
 call whose integration state equals the last call's, with the model untouched in between,
 would recompute the same numbers into the same places. :class:`RepeatedForwardSkip` skips
@@ -39,8 +38,7 @@ class RepeatedForwardSkip:
         self._last, self._now, self._fresh = np.empty(size), np.empty(size), False
 
         def forward_once() -> None:
-            if not self._active:
-                self._fresh = False
+            if not self._active:  # outside a step (``_fresh`` is False there)
                 return forward()
             mujoco.mj_getState(model, data, self._now, spec)
             if self._fresh and np.array_equal(self._now, self._last):

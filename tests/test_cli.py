@@ -44,6 +44,7 @@ def cli(*args, cwd=None):
      "takes the option rest (did you mean reset?)"),
     (["run", "--suite", "libero_spatial", "--suite-opt", "render=fast"],
      "bad --suite-opt render='fast'"),
+    (["robotwin-seeds", "--suite-opt", "base_sed=3"], "takes the option base_sed (did you mean base_seed?)"),
     (["run", "--suite", "toy,libero_spatial", "--robotwin-root", "/tmp"],
      "no suite of this run (toy, libero_spatial) takes the option robotwin_root"),
 ])

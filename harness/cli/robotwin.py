@@ -8,10 +8,13 @@ import sys
 from harness.cli.common import suite_options
 
 def cmd_robotwin_seeds(args: argparse.Namespace) -> int:
+    from harness.plan import check_suite_options
     from harness.suite import get_suite
     from suites.robotwin import build_seed_list
 
-    suite = get_suite("robotwin", **suite_options(args))
+    options = suite_options(args)
+    suite = get_suite("robotwin", **options)
+    check_suite_options({"robotwin": suite}, options)
     path = build_seed_list(suite, args.tasks, args.splits, args.n, args.out,
                            max_consecutive_failures=args.max_consecutive_failures,
                            log=lambda line: print(line, file=sys.stderr))
